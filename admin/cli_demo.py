@@ -1,0 +1,49 @@
+"""``mamoru demo``: the main job on embedded defaults.
+
+At this stage it starts the embedded database, migrates it and registers the bundled sample
+works for a sample publisher; later stages add the crawl of a loopback sample site, matching,
+notices and the admin.
+"""
+
+from __future__ import annotations
+
+import click
+
+from admin.cli import Context, cli, pass_context, user_errors
+from admin.cli_works import describe, register_paths
+from admin.publishers import ensure_publisher
+from admin.samples import SAMPLE_AGENT, SAMPLE_PUBLISHER, SAMPLE_WORKS, slug, write_sample_work
+from store.migrate import upgrade
+
+
+@cli.command()
+@pass_context
+def demo(state: Context) -> None:
+    """Run the demo on embedded defaults: database, migrations, sample works."""
+    settings = state.settings
+    with user_errors():
+        db = state.db(migrate=False)
+        applied = upgrade(db.url)
+        where = "embedded PostgreSQL" if settings.database_url is None else "configured PostgreSQL"
+        click.echo(f"database: {where} ({len(applied)} migration(s) applied)")
+        publisher, created = ensure_publisher(
+            db,
+            SAMPLE_PUBLISHER,
+            agent_organisation=SAMPLE_AGENT,
+            contact_email="rights@sample-comics.invalid",
+        )
+        click.echo(f"publisher: {publisher.name} ({'created' if created else 'exists'})")
+        samples_dir = settings.data_dir / "samples"
+        for work in SAMPLE_WORKS:
+            paths = write_sample_work(work, samples_dir / slug(work.title))
+            result = register_paths(
+                state,
+                publisher=publisher.name,
+                title=work.title,
+                paths=paths,
+                kind=work.kind,
+                isbn=work.isbn,
+                show_progress=False,
+            )
+            click.echo(describe(result))
+    click.echo(f"sample pages are in {samples_dir}; list the works with: mamoru works list")

@@ -1,0 +1,115 @@
+"""Mamoru's configuration: one typed object, read once per process.
+
+Values come from, highest priority first: environment variables prefixed ``MAMORU_``, the TOML
+file named by ``MAMORU_CONFIG`` (same names, without the prefix, lower case), then the defaults
+below. Secrets (database password, SMTP credentials) belong in the environment or in a config
+file outside the repository, never in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_VARIABLE = "MAMORU_CONFIG"
+
+
+def _default_data_dir() -> Path:
+    return platformdirs.user_data_path("mamoru")
+
+
+class Settings(BaseSettings):
+    """Every setting Mamoru reads. README's configuration table is checked against this class."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAMORU_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Folder for local state: the embedded PostgreSQL data, sample works, outbox.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL >= 14 URL (postgresql://user:pass@host:5432/db). "
+        "Unset: an embedded PostgreSQL under data_dir/pgdata, started on demand.",
+    )
+    db_pool_min_size: int = Field(default=1, ge=0, description="Connections kept open per process.")
+    db_pool_max_size: int = Field(default=10, ge=1, description="Most connections per process.")
+    max_image_pixels: int = Field(
+        default=50_000_000,
+        ge=1,
+        description="Largest image (width x height) decoded; larger ones are refused as possible "
+        "decompression bombs.",
+    )
+    max_image_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1, description="Largest image file accepted, in bytes."
+    )
+    max_archive_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="Largest CBZ/ZIP or PDF accepted, in bytes."
+    )
+    max_archive_members: int = Field(
+        default=10_000, ge=1, description="Most entries in one CBZ/ZIP archive."
+    )
+    pdf_dpi: int = Field(
+        default=150, ge=36, le=600, description="Resolution at which PDF pages are rendered."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return upper
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"{CONFIG_FILE_VARIABLE}={config_file}: no such file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings now (tests and tools that need a fresh read)."""
+    return Settings(**overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read on first use."""
+    return load_settings()

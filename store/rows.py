@@ -1,0 +1,71 @@
+"""Typed rows, one dataclass per table that code reads back (``psycopg.rows.class_row``).
+
+Field names equal column names so ``select *`` maps without aliases; a test checks that every
+dataclass here matches its table after migrating from empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Publisher:
+    id: int
+    name: str
+    agent_organisation: str | None
+    contact_email: str | None
+    contact_address: str | None
+    contact_phone: str | None
+    auto_approve_min_confidence: float | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Work:
+    id: int
+    publisher_id: int
+    title: str
+    kind: str
+    isbn: str | None
+    official_url: str | None
+    identifiers: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Page:
+    id: int
+    work_id: int
+    page_number: int
+    sha256: bytes
+    source_name: str
+    media_type: str
+    width: int
+    height: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class FingerprintRow:
+    id: int
+    page_id: int
+    kind: str
+    params: dict[str, Any]
+    version: str
+    variant: str
+    bits: int
+    value: int  # signed bigint as stored; matcher.fingerprint.from_signed64 gives the hash
+    created_at: datetime
+
+
+# Table name for each row type, used by the schema test and by generic helpers.
+TABLES: dict[type, str] = {
+    Publisher: "publishers",
+    Work: "works",
+    Page: "pages",
+    FingerprintRow: "fingerprints",
+}
