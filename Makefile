@@ -1,0 +1,29 @@
+PYTHON ?= python3
+VENV ?= .venv
+export PYTHON VENV
+
+.PHONY: install run test lint format clean
+
+# Set up .venv (and system packages when run as root).
+install:
+	sh deploy/bootstrap.sh
+
+# The main job on embedded defaults.
+run: install
+	$(VENV)/bin/mamoru demo
+
+# The whole test suite (pytest, ruff, mypy). PYTEST_ARGS="-k registry" narrows pytest.
+test: install
+	sh deploy/check.sh $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
