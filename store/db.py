@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from store.config import Settings, get_settings
@@ -49,7 +50,9 @@ class Database:
                 self._pool.open(wait=self._min_size > 0, timeout=self._timeout)
             except Exception as exc:
                 self._pool = None
-                raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+                raise DatabaseUnavailable(
+                    f"cannot connect to PostgreSQL at {describe_url(self.url)}: {exc}"
+                ) from exc
         return self._pool
 
     @contextmanager
@@ -62,6 +65,27 @@ class Database:
         if self._pool is not None and self._pool_pid == os.getpid():
             self._pool.close()
         self._pool = None
+
+
+def describe_url(url: str) -> str:
+    """Where a URL points, without its password (for error messages and logs)."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "an unparsable database URL"
+    host = info.get("host") or "localhost"
+    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+    """One direct connection (migrations, maintenance); DatabaseUnavailable if unreachable."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {describe_url(url)}: {detail}"
+        ) from exc
 
 
 def resolve_database_url(settings: Settings) -> str:

@@ -15,6 +15,8 @@ from importlib import resources
 
 import psycopg
 
+from store.db import connect
+
 # Any constant will do; it only has to be the same in every Mamoru process.
 _LOCK_KEY = 0x6D616D6F7275  # "mamoru"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -85,7 +87,7 @@ def upgrade(url: str) -> list[Migration]:
     """Apply every pending migration; return the ones applied by this call."""
     migrations = available_migrations()
     applied_now: list[Migration] = []
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True) as conn:
         conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             with conn.transaction():
@@ -120,6 +122,6 @@ def upgrade(url: str) -> list[Migration]:
 
 
 def pending(url: str) -> list[Migration]:
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         done = applied_versions(conn)
     return [m for m in available_migrations() if m.version not in done]

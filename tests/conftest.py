@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from store.config import get_settings
@@ -38,10 +39,12 @@ class Server:
     kind: str  # "embedded" or "external"
 
     def url(self, dbname: str) -> str:
-        params: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user}
+        auth = quote(self.user, safe="")
         if self.password:
-            params["password"] = self.password
-        return make_conninfo("", dbname=dbname, **params)
+            auth += ":" + quote(self.password, safe="")
+        if self.host.startswith("/"):  # Unix socket directory
+            return f"postgresql://{auth}@/{dbname}?host={quote(self.host)}&port={self.port}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{dbname}"
 
     def janitor(self, dbname: str, **kwargs: Any) -> DatabaseJanitor:
         return DatabaseJanitor(
