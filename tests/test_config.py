@@ -1,4 +1,4 @@
-"""Settings come from MAMORU_* variables, then the TOML file named by MAMORU_CONFIG, then defaults."""
+"""Settings: MAMORU_* variables, then the TOML file named by MAMORU_CONFIG, then defaults."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_toml_file_and_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 def test_missing_config_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAMORU_CONFIG", "/nonexistent/mamoru.toml")
-    with pytest.raises(FileNotFoundError, match="MAMORU_CONFIG=/nonexistent/mamoru.toml: no such"):
+    with pytest.raises(FileNotFoundError, match=r"/nonexistent/mamoru\.toml: no such"):
         load_settings()
 
 

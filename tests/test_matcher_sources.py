@@ -182,6 +182,7 @@ def test_cbz_members_in_natural_order(tmp_path: Path) -> None:
         "vol/p1.png": solid(RED),
         "ComicInfo.xml": b"<ComicInfo/>",
         "__MACOSX/vol/._p1.png": b"\x00\x05\x16\x07resource fork",
+        "__MACOSX/vol/p3.png": solid(RED),
         "vol/.p0.png": solid(RED),
         "extras.zip": b"PK\x05\x06" + b"\x00" * 18,
         "extras.cbz": b"not even read",

@@ -96,7 +96,7 @@ def test_edited_migration_is_refused(empty_db_url: str, monkeypatch: pytest.Monk
         dataclasses.replace(m, sql=m.sql + "\n-- edited") if m.version == 1 else m for m in original
     ]
     monkeypatch.setattr(migrate, "available_migrations", lambda: edited)
-    with pytest.raises(MigrationError, match="0001_initial.sql was changed after it was applied"):
+    with pytest.raises(MigrationError, match=r"0001_initial\.sql was changed after it was applied"):
         upgrade(empty_db_url)
 
 
