@@ -52,4 +52,4 @@ def demo(state: Context) -> None:
         f"{sum(w.fingerprints for w in works)} fingerprint(s) registered for {publisher.name}"
     )
     click.echo(f"Sample pages: {samples_dir}")
-    click.echo("Next: mamoru works list | mamoru works show ID | mamoru works add --help")
+    click.echo("Next: .venv/bin/mamoru works list, works show ID, works add --help")
