@@ -66,11 +66,22 @@ def probe_image(
 
 
 def decode_image(
-    data: bytes, *, source: str, limits: DecodeLimits = DEFAULT_DECODE_LIMITS
+    data: bytes,
+    *,
+    source: str,
+    limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
+    draft_size: int | None = None,
 ) -> Image.Image:
-    """Decode the first frame into a fully loaded, upright RGB image or raise InputError."""
+    """Decode the first frame into a fully loaded, upright RGB image or raise InputError.
+
+    With ``draft_size``, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still
+    leaves both sides at least ``draft_size`` pixels: hashes computed on a 32x32 or 64x64
+    thumbnail do not need the full resolution, and scaled decoding skips most of the work.
+    """
     with _open_checked(data, source, limits) as im:
         try:
+            if draft_size is not None and im.format in ("JPEG", "MPO"):
+                im.draft(im.mode, (draft_size, draft_size))
             im.load()
             return _to_rgb(_upright(im))
         except MemoryError:
