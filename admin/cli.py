@@ -115,4 +115,11 @@ def user_errors() -> Any:
 
 
 # Subcommand modules attach themselves to ``cli``; imported last because they import it.
-from admin import cli_db, cli_demo, cli_match, cli_publishers, cli_works  # noqa: E402, F401
+from admin import (  # noqa: E402, F401
+    cli_db,
+    cli_demo,
+    cli_match,
+    cli_publishers,
+    cli_sites,
+    cli_works,
+)

@@ -69,3 +69,45 @@ TABLES: dict[type, str] = {
     Page: "pages",
     FingerprintRow: "fingerprints",
 }
+
+
+@dataclass(frozen=True)
+class Site:
+    id: int
+    name: str
+    start_urls: list[str]
+    allowed_domains: list[str]
+    include_patterns: list[str]
+    exclude_patterns: list[str]
+    max_depth: int
+    max_pages: int
+    rendering: str
+    obey_robots: bool
+    concurrency: int
+    delay_seconds: float
+    request_headers: dict[str, str]
+    cookies: dict[str, str]
+    time_budget_seconds: int
+    allow_private_addresses: bool
+    schedule: str
+    is_active: bool
+    notes: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Crawl:
+    id: int
+    site_id: int
+    state: str
+    trigger: str
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    stats: dict[str, Any]
+    error: str | None
+
+
+TABLES[Site] = "sites"
+TABLES[Crawl] = "crawls"
