@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     pdf_dpi: int = Field(
         default=150, ge=36, le=600, description="Resolution at which PDF pages are rendered."
     )
+    chromium_path: str | None = Field(
+        default=None,
+        description="Chromium executable for JavaScript rendering. Unset: `chromium` on PATH "
+        "(Debian's package), else the browser of `playwright install chromium`.",
+    )
+    evidence_dir: Path | None = Field(
+        default=None,
+        description="Content-addressed evidence store (screenshots, HTML, headers, images). "
+        "Unset: data_dir/evidence.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @field_validator("log_level")
