@@ -15,7 +15,8 @@ import matcher.index as index_module
 from matcher.index import HammingIndex, SearchResult, brute_force_search
 
 U64_MAX = 2**64 - 1
-# No example database: the suite must not leave a .hypothesis folder in the work tree.
+# No example database (runs do not depend on earlier ones); Hypothesis still keeps a small,
+# self-gitignored .hypothesis/constants cache.
 FAST = settings(max_examples=150, deadline=None, database=None)
 
 
