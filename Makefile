@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV ?= .venv
 export PYTHON VENV
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format bench clean
 
 # Set up .venv (and system packages when run as root).
 install:
@@ -15,6 +15,13 @@ run: install
 # The whole test suite (pytest, ruff, mypy). PYTEST_ARGS="-k registry" narrows pytest.
 test: install
 	sh deploy/check.sh $(PYTEST_ARGS)
+
+# Benchmarks at their default sizes (a few minutes each); see bench/*.py --help for larger runs.
+bench: install
+	$(VENV)/bin/python bench/hashing_speed.py
+	$(VENV)/bin/python bench/matching_speed.py
+	$(VENV)/bin/python bench/matching_quality.py
+	$(VENV)/bin/python bench/crawl_speed.py
 
 lint: install
 	$(VENV)/bin/ruff check .
