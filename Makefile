@@ -18,6 +18,7 @@ test: install
 
 # Benchmarks at their default sizes (a few minutes each); see bench/*.py --help for larger runs.
 bench: install
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(VENV)/bin/python bench/hashing_speed.py
 	$(VENV)/bin/python bench/matching_speed.py
 	$(VENV)/bin/python bench/matching_quality.py
