@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,33 +95,24 @@ def register_paths(
     # Every path is opened and checked before any page is hashed or written.
     sources = expand_paths(paths, ingest_limits(state.settings))
     db = state.db()
+
+    def register(on_page: Callable[[PageSource], None] | None = None) -> RegistrationResult:
+        return register_work(
+            db,
+            publisher=publisher,
+            title=title,
+            sources=sources,
+            kind=kind,
+            isbn=isbn,
+            official_url=official_url,
+            identifiers=identifiers,
+            on_page=on_page,
+        )
+
     if not show_progress or len(sources) < 2:
-        return register_work(
-            db,
-            publisher=publisher,
-            title=title,
-            sources=sources,
-            kind=kind,
-            isbn=isbn,
-            official_url=official_url,
-            identifiers=identifiers,
-        )
+        return register()
     with progress(len(sources), f"fingerprinting {title}") as bar:
-
-        def advance(_: PageSource) -> None:
-            bar.update(1)
-
-        return register_work(
-            db,
-            publisher=publisher,
-            title=title,
-            sources=sources,
-            kind=kind,
-            isbn=isbn,
-            official_url=official_url,
-            identifiers=identifiers,
-            on_page=advance,
-        )
+        return register(lambda _: bar.update(1))
 
 
 @cli.group()
