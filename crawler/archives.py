@@ -8,9 +8,7 @@ is rendered on demand by a loader (PDFium is not thread-safe: one lock for the p
 
 from __future__ import annotations
 
-import math
 import re
-import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,18 +20,14 @@ import pypdfium2 as pdfium
 from PIL import Image
 
 from matcher.errors import InputError
+from matcher.sources import IMAGE_SUFFIXES, PDFIUM_LOCK, natural_key, render_pdf_page
 
 __all__ = ["ArchiveLimits", "ArchivePage", "archive_kind", "archive_pages"]
 
-_IMAGE_SUFFIXES: Final = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-)
 _ZIP_METHODS: Final = frozenset(
     {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 )
 _RATIO_FLOOR: Final = 1024 * 1024
-_DIGITS = re.compile(r"([0-9]+)")
-_PDFIUM_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -76,18 +70,11 @@ def archive_pages(data: bytes, name: str, limits: ArchiveLimits) -> list[Archive
     raise InputError(name, "not a CBZ/ZIP archive or PDF")
 
 
-def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
-    return tuple(
-        (1, int(chunk)) if i % 2 else (0, chunk.casefold())
-        for i, chunk in enumerate(_DIGITS.split(name))
-    )
-
-
 def _is_page(info: zipfile.ZipInfo) -> bool:
     parts = re.split(r"[/\\]", info.filename)
     hidden = any((p.startswith(".") and p not in (".", "..")) or p == "__MACOSX" for p in parts)
     suffix = parts[-1][parts[-1].rfind(".") :].lower() if "." in parts[-1] else ""
-    return not info.is_dir() and not hidden and suffix in _IMAGE_SUFFIXES
+    return not info.is_dir() and not hidden and suffix in IMAGE_SUFFIXES
 
 
 def _zip_pages(data: bytes, name: str, limits: ArchiveLimits) -> list[ArchivePage]:
@@ -101,7 +88,7 @@ def _zip_pages(data: bytes, name: str, limits: ArchiveLimits) -> list[ArchivePag
             raise InputError(name, f"archive has {len(infos):,} members")
         if any(info.flag_bits & 0x1 for info in infos):
             raise InputError(name, "password-protected archive")
-        members = sorted(filter(_is_page, infos), key=lambda i: _natural_key(i.filename))
+        members = sorted(filter(_is_page, infos), key=lambda i: natural_key(i.filename))
         if sum(i.file_size for i in members) > limits.max_total_uncompressed:
             raise InputError(name, "archive too large uncompressed")
         pages: list[ArchivePage] = []
@@ -126,15 +113,8 @@ def _zip_pages(data: bytes, name: str, limits: ArchiveLimits) -> list[ArchivePag
     return pages
 
 
-def _pdf_scale(width: float, height: float, limits: ArchiveLimits) -> float:
-    scale = limits.pdf_dpi / 72
-    if math.ceil(width * scale) * math.ceil(height * scale) <= limits.max_pixels:
-        return scale
-    return math.sqrt(limits.max_pixels / max(width * height, 1.0)) * 0.99
-
-
 def _pdf_pages(data: bytes, name: str, limits: ArchiveLimits) -> list[ArchivePage]:
-    with _PDFIUM_LOCK:
+    with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(data)
         except pdfium.PdfiumError as exc:
@@ -158,22 +138,14 @@ def _pdf_pages(data: bytes, name: str, limits: ArchiveLimits) -> list[ArchivePag
 
 
 def _render(data: bytes, index: int, source: str, limits: ArchiveLimits) -> Image.Image:
-    with _PDFIUM_LOCK:
+    with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(data)
-            try:
-                page = pdf[index]
-                try:
-                    width, height = page.get_size()
-                    if not (width > 0 and height > 0):
-                        raise ValueError("page has no area")
-                    bitmap = page.render(scale=_pdf_scale(width, height, limits))
-                    image: Image.Image = bitmap.to_pil()
-                    bitmap.close()
-                finally:
-                    page.close()
-            finally:
-                pdf.close()
-        except (pdfium.PdfiumError, ValueError, IndexError) as exc:
+        except pdfium.PdfiumError as exc:
             raise InputError(source, f"broken PDF ({exc})") from exc
-    return image if image.mode == "RGB" else image.convert("RGB")
+        try:
+            return render_pdf_page(
+                pdf, index, source, dpi=limits.pdf_dpi, max_pixels=limits.max_pixels
+            )
+        finally:
+            pdf.close()

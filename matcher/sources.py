@@ -76,7 +76,7 @@ _PDF_LOAD_ERRORS = {
     6: "page not found or content error",
 }
 # PDFium is not thread-safe.
-_PDFIUM_LOCK = threading.Lock()
+PDFIUM_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def _detect(head: bytes, suffix: str) -> Kind | None:
     return _SUFFIX_KINDS.get(suffix)
 
 
-def _natural_key(name: str) -> tuple[tuple[tuple[str | int, ...], str], ...]:
+def natural_key(name: str) -> tuple[tuple[tuple[str | int, ...], str], ...]:
     # Per path component, so "ch2/p1" sorts before "ch10/p1"; the raw text breaks ties
     # such as "p01" and "p1" deterministically.
     return tuple(
@@ -213,7 +213,7 @@ def _folder_files(folder: Path, seen: set[Path]) -> Iterator[Path]:
         if real in seen:  # a symlink back up the tree would otherwise recurse forever
             return
         seen.add(real)
-        entries = sorted(folder.iterdir(), key=lambda entry: _natural_key(entry.name))
+        entries = sorted(folder.iterdir(), key=lambda entry: natural_key(entry.name))
     except (OSError, RuntimeError) as exc:
         reason = _os_reason(exc) if isinstance(exc, OSError) else str(exc)
         raise InputError(str(folder), reason) from exc
@@ -283,7 +283,7 @@ def _page_members(
         raise InputError(name, f"archive exceeds limit: {count:,} members, limit is {max_count:,}")
     if any(info.flag_bits & 0x1 for info in infos):
         raise InputError(name, "password-protected archive")
-    members = sorted(filter(_is_page_member, infos), key=lambda info: _natural_key(info.filename))
+    members = sorted(filter(_is_page_member, infos), key=lambda info: natural_key(info.filename))
     total = sum(info.file_size for info in members)
     if total > limits.max_total_uncompressed:
         raise InputError(
@@ -364,9 +364,8 @@ def _open_pdf(path: Path, name: str) -> Any:
     return pdf
 
 
-def _pdf_scale(width: float, height: float, limits: IngestLimits) -> float:
-    scale = limits.pdf_dpi / 72
-    max_pixels = limits.decode.max_pixels
+def _pdf_scale(width: float, height: float, dpi: int, max_pixels: int) -> float:
+    scale = dpi / 72
     if math.ceil(width * scale) * math.ceil(height * scale) <= max_pixels:
         return scale
     # Largest s with (w*s + 1) * (h*s + 1) <= max_pixels, which bounds the rounded-up
@@ -376,14 +375,16 @@ def _pdf_scale(width: float, height: float, limits: IngestLimits) -> float:
     return (root - sides) / (2 * area)
 
 
-def _render(pdf: Any, index: int, source: str, limits: IngestLimits) -> Image.Image:
+def render_pdf_page(pdf: Any, index: int, source: str, *, dpi: int, max_pixels: int) -> Image.Image:
+    """Page ``index`` of an open PDFium document as RGB, at ``dpi`` but never above
+    ``max_pixels``. Callers hold ``PDFIUM_LOCK``: PDFium is not thread-safe."""
     try:
         page = pdf[index]
         try:
             width, height = page.get_size()
             if not (width > 0 and height > 0):
                 raise ValueError("page has no area")
-            bitmap = page.render(scale=_pdf_scale(width, height, limits))
+            bitmap = page.render(scale=_pdf_scale(width, height, dpi, max_pixels))
             # Rendered as BGR, so Pillow copies the pixels out of PDFium's buffer.
             image: Image.Image = bitmap.to_pil()
             bitmap.close()
@@ -394,6 +395,12 @@ def _render(pdf: Any, index: int, source: str, limits: IngestLimits) -> Image.Im
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def _render(pdf: Any, index: int, source: str, limits: IngestLimits) -> Image.Image:
+    return render_pdf_page(
+        pdf, index, source, dpi=limits.pdf_dpi, max_pixels=limits.decode.max_pixels
+    )
+
+
 def _pixel_digest(image: Image.Image) -> bytes:
     digest = hashlib.sha256(struct.pack(">II", *image.size))
     digest.update(image.tobytes())
@@ -402,7 +409,7 @@ def _pixel_digest(image: Image.Image) -> bytes:
 
 def _pdf_pages(path: Path, name: str, limits: IngestLimits) -> list[PageSource]:
     pages: list[PageSource] = []
-    with _PDFIUM_LOCK, _open_pdf(path, name) as pdf:
+    with PDFIUM_LOCK, _open_pdf(path, name) as pdf:
         count = len(pdf)
         if count > limits.max_pdf_pages:
             raise InputError(name, f"PDF has {count:,} pages, limit is {limits.max_pdf_pages:,}")
@@ -419,7 +426,7 @@ def _load_pdf_page(
     path: Path, name: str, index: int, digest: bytes, limits: IngestLimits
 ) -> Image.Image:
     source = f"{name}#page={index + 1}"
-    with _PDFIUM_LOCK, _open_pdf(path, name) as pdf:
+    with PDFIUM_LOCK, _open_pdf(path, name) as pdf:
         image = _render(pdf, index, source, limits)
     _check_unchanged(_pixel_digest(image), digest, source)
     return image
