@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,28 +95,29 @@ def template_db(pg_server: Server) -> Iterator[str]:
     janitor.drop()
 
 
+@contextmanager
+def _fresh_database(server: Server, prefix: str, template: str | None = None) -> Iterator[str]:
+    name = f"{prefix}_{os.getpid()}_{next(_counter)}"
+    janitor = server.janitor(name, template_dbname=template)
+    janitor.init()
+    try:
+        yield server.url(name)
+    finally:
+        janitor.drop()
+
+
 @pytest.fixture
 def db_url(pg_server: Server, template_db: str) -> Iterator[str]:
     """URL of a fresh, migrated database for this test only."""
-    name = f"mamoru_test_{os.getpid()}_{next(_counter)}"
-    janitor = pg_server.janitor(name, template_dbname=template_db)
-    janitor.init()
-    try:
-        yield pg_server.url(name)
-    finally:
-        janitor.drop()
+    with _fresh_database(pg_server, "mamoru_test", template_db) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_db_url(pg_server: Server) -> Iterator[str]:
     """URL of a fresh database with no schema at all (for migration tests)."""
-    name = f"mamoru_empty_{os.getpid()}_{next(_counter)}"
-    janitor = pg_server.janitor(name)
-    janitor.init()
-    try:
-        yield pg_server.url(name)
-    finally:
-        janitor.drop()
+    with _fresh_database(pg_server, "mamoru_empty") as url:
+        yield url
 
 
 @pytest.fixture
