@@ -77,6 +77,37 @@ class Settings(BaseSettings):
         "Unset: data_dir/evidence.",
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    broker_url: str | None = Field(
+        default=None,
+        description="Dramatiq broker: redis://host:6379/0 or amqp://user:pass@host:5672/. "
+        "Unset: queues in the PostgreSQL database (dramatiq-postgres), nothing else to run.",
+    )
+    smtp_url: str | None = Field(
+        default=None,
+        description="SMTP relay for notices: smtp://user:pass@host:587 (STARTTLS required) or "
+        "smtps://user:pass@host:465. Unset: notices are written to outbox_dir and nothing "
+        "leaves the machine.",
+    )
+    outbox_dir: Path | None = Field(
+        default=None,
+        description="Folder where notices are written as .eml files when smtp_url is unset. "
+        "Unset: data_dir/outbox.",
+    )
+    mail_from: str = Field(
+        default="notices@mamoru.invalid",
+        description="Envelope and From address of notice emails (Reply-To is the publisher's "
+        "contact).",
+    )
+    rdap_bootstrap_url: str = Field(
+        default="https://data.iana.org/rdap/",
+        description="Where the IANA RDAP bootstrap files (dns.json, ipv4.json, ipv6.json) are "
+        "read to find a domain's registrar or an address's network abuse contact.",
+    )
+    web_secret_key: str | None = Field(
+        default=None,
+        description="Secret that signs admin session cookies. Unset: a random key generated "
+        "once and kept in data_dir/secret_key.",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -99,6 +130,30 @@ class Settings(BaseSettings):
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql://")
         return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("redis://", "rediss://", "amqp://", "amqps://", "postgresql://")):
+            raise ValueError("must start with redis://, rediss://, amqp://, amqps:// or postgresql://")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("must start with smtp:// or smtps://")
+        return value
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir if self.outbox_dir is not None else self.data_dir / "outbox"
 
     @classmethod
     def settings_customise_sources(
