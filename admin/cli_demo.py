@@ -14,6 +14,8 @@ from admin.cli_works import describe, register_paths
 from admin.publishers import ensure_publisher
 from admin.samples import SAMPLE_AGENT, SAMPLE_PUBLISHER, SAMPLE_WORKS, slug, write_sample_work
 from matcher.catalog import list_works
+from matcher.pagestore import page_store
+from matcher.refingerprint import refingerprint
 
 
 @cli.command()
@@ -46,6 +48,10 @@ def demo(state: Context) -> None:
                 show_progress=False,
             )
             click.echo(describe(result))
+        # A demo folder from an older release holds fingerprints of older versions.
+        report = refingerprint(db, page_store(settings))
+        if report.pages:
+            click.echo(f"re-fingerprinted {report.updated} of {report.pages} page(s)")
         works = list_works(db, publisher.name)
     click.echo(
         f"\n{len(works)} sample work(s), {sum(w.pages for w in works)} page(s), "

@@ -12,6 +12,8 @@ import click
 from admin.cli import Context, cli, emit_json, pass_context, progress, user_errors
 from matcher.catalog import WorkSummary, get_work, list_works
 from matcher.decode import DecodeLimits
+from matcher.pagestore import page_store
+from matcher.refingerprint import RefingerprintReport, refingerprint
 from matcher.registry import WORK_KINDS, RegistrationResult, register_work
 from matcher.sources import IngestLimits, PageSource, expand_paths
 from store.config import Settings
@@ -107,6 +109,7 @@ def register_paths(
             official_url=official_url,
             identifiers=identifiers,
             on_page=on_page,
+            store=page_store(state.settings),
         )
 
     if not show_progress or len(sources) < 2:
@@ -230,7 +233,50 @@ def works_show(state: Context, work_id: int, as_json: bool) -> None:
     for key, value in detail.work.identifiers.items():
         click.echo(f"  {key}: {value}")
     for p in detail.pages:
-        hashes = " ".join(
-            f"{f.kind}={f.value & (2**64 - 1):016x}" for f in detail.fingerprints.get(p.id, [])
-        )
+        fps = detail.fingerprints.get(p.id, [])
+        # The whole-page hashes identify a page at a glance; region hashes are only counted.
+        shown = [f"{f.kind}={f.value & (2**64 - 1):016x}" for f in fps if f.variant == "full"]
+        regions = sum(1 for f in fps if f.variant != "full")
+        hashes = " ".join([*shown, f"+{regions} region hashes"] if regions else shown)
         click.echo(f"  page {p.page_number:>3}  {p.width}x{p.height}  {p.source_name}  {hashes}")
+
+
+@works.command("refingerprint")
+@click.option("--dry-run", is_flag=True, help="Only count the pages that need it.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def works_refingerprint(state: Context, dry_run: bool, as_json: bool) -> None:
+    """Re-hash pages whose fingerprints are not of the current versions.
+
+    Run after an upgrade that changes fingerprints (the release notes say so): until then the
+    affected pages are not matched, because fingerprints of different versions are never mixed.
+    Exits 1 when a page could not be re-hashed (e.g. registered before page images were kept).
+    """
+    db = state.db()
+    limits = ingest_limits(state.settings).decode
+    store = page_store(state.settings)
+    with user_errors():
+        if dry_run or as_json:
+            report = refingerprint(db, store, limits=limits, dry_run=dry_run)
+        else:
+            todo = refingerprint(db, store, dry_run=True).pages
+            with progress(todo, "re-fingerprinting pages") as bar:
+                report = refingerprint(db, store, limits=limits, on_page=lambda _: bar.update(1))
+    if as_json:
+        emit_json(dataclasses.asdict(report))
+    else:
+        click.echo(describe_refingerprint(report, dry_run=dry_run))
+    if report.failed:
+        raise SystemExit(1)
+
+
+def describe_refingerprint(report: RefingerprintReport, *, dry_run: bool) -> str:
+    if dry_run:
+        return f"{report.pages} page(s) need re-fingerprinting"
+    lines = [
+        f"{report.updated} of {report.pages} page(s) re-fingerprinted: "
+        f"{report.fingerprints_added} fingerprints added, "
+        f"{report.fingerprints_removed} of other versions removed"
+    ]
+    lines += [f"  page {page_id}: {why}" for page_id, why in report.failed]
+    return "\n".join(lines)

@@ -54,9 +54,13 @@ from bench.corpus import build_references, filler_pages, make_unrelated
 from bench.transforms import FAMILIES, TRANSFORMS, by_name
 from matcher import robust
 from matcher.fingerprint import Fingerprint
+from matcher.identify import Thresholds
 from matcher.index import popcount
 
 METHODS = ("phash", "pdq", "robust")
+# Recall of robust copies above the production "confident" threshold (auto-approvable), shown as
+# a fourth column; it is not a method of its own.
+CONFIDENT = "conf."
 
 
 # --- per-method fingerprints and brute-force best match --------------------------------------
@@ -265,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             top, best, true_score, _ = result[m]
             hit = best == index and top > thresholds[m][0]
             hits[(transform, m)].append(hit)
+            if m == "robust":
+                hits[(transform, CONFIDENT)].append(best == index and top > Thresholds().confident)
             if m == "robust" and not hit and args.misses:
                 misses.append(
                     f"  {transform:10s} {references[index].key:24s} true {true_score:6.2f} "
@@ -339,17 +345,28 @@ def _print_report(
         print(
             f"  (robust: raised to the scoring floor {SCORE_FLOOR}, below which nothing is scored)"
         )
+    production = Thresholds()
+    above = int((unrelated["robust"] > production.confident).sum())
+    total = len(unrelated["robust"])
+    print(
+        f"  matcher.identify uses: review score > {production.review:.3f}, confident score > "
+        f"{production.confident:.3f} (unrelated above confident: {above}/{total})"
+    )
 
-    header = f"\n{'transform':12s} {'family':8s} " + " ".join(f"{m:>7s}" for m in METHODS)
-    print("\nrecall at that threshold (right reference, strictly best):" + header)
+    columns = (*METHODS, CONFIDENT)
+    header = f"\n{'transform':12s} {'family':8s} " + " ".join(f"{m:>7s}" for m in columns)
+    print(
+        "\nrecall at that threshold (right reference, strictly best; conf. = robust above the "
+        "confident threshold):" + header
+    )
     for transform in transforms:
-        cells = " ".join(f"{np.mean(hits[(transform.name, m)]):7.3f}" for m in METHODS)
+        cells = " ".join(f"{np.mean(hits[(transform.name, m)]):7.3f}" for m in columns)
         print(f"{transform.name:12s} {transform.family:8s} {cells}")
     for family in FAMILIES:
         names = [t.name for t in transforms if t.family == family]
         if not names:
             continue
-        means = [np.mean([h for name in names for h in hits[(name, m)]]) for m in METHODS]
+        means = [np.mean([h for name in names for h in hits[(name, m)]]) for m in columns]
         print(f"{'ALL ' + family:21s} " + " ".join(f"{v:7.3f}" for v in means))
 
     print(

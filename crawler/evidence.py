@@ -11,70 +11,24 @@ becomes the sighting's ``evidence_ref``. A later crawl's manifest names the one 
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 from crawler.items import ImageItem, PageCapture, utc_now
+from store.blobs import Blob, BlobStore
 
 __all__ = ["MANIFEST_KIND", "Artefact", "EvidenceStore", "build_manifest"]
 
 MANIFEST_KIND: Final = "mamoru.evidence/1"
 
 
-@dataclass(frozen=True)
-class Artefact:
-    sha256: str  # hex
-    size: int
-    media_type: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "bytes": self.size, "media_type": self.media_type}
+# An evidence artefact is a blob: the HTML, screenshot or image bytes, stored once by content.
+Artefact = Blob
 
 
-class EvidenceStore:
-    """A folder of immutable files named by their SHA-256."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, digest: str) -> Path:
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ValueError(f"not a SHA-256 hex digest: {digest!r}")
-        return self.root / digest[:2] / digest[2:4] / digest
-
-    def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
-
-    def read(self, digest: str) -> bytes:
-        return self.path(digest).read_bytes()
-
-    def put(self, data: bytes, media_type: str = "application/octet-stream") -> Artefact:
-        digest = hashlib.sha256(data).hexdigest()
-        target = self.path(digest)
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Written beside the target and renamed: a reader never sees half a file, and two
-            # crawls storing the same bytes at once both end with the same complete file.
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as fp:
-                    fp.write(data)
-                    fp.flush()
-                    os.fsync(fp.fileno())
-                Path(tmp).chmod(0o444)
-                Path(tmp).replace(target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    Path(tmp).unlink()
-                raise
-        return Artefact(digest, len(data), media_type)
+class EvidenceStore(BlobStore):
+    """Blobs plus manifests that tie them to a sighting."""
 
     def put_manifest(self, manifest: Mapping[str, Any]) -> str:
         """Store ``manifest`` as canonical JSON; return its SHA-256 (the evidence reference)."""

@@ -11,12 +11,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg import Connection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from matcher.errors import InputError
-from matcher.fingerprint import Fingerprint, fingerprint_image, to_signed64
+from matcher.fingerprint import Fingerprint, to_signed64
+from matcher.hashing import reference_fingerprints
+from matcher.pagestore import page_store
 from matcher.sources import PageSource
+from store.blobs import Blob, BlobStore
 from store.db import Database
 from store.rows import Page, Publisher, Work
 
@@ -37,6 +41,7 @@ class HashedPage:
     width: int
     height: int
     fingerprints: list[Fingerprint]
+    stored: Blob | None = None
 
 
 @dataclass
@@ -50,10 +55,17 @@ class RegistrationResult:
     fingerprints_added: int = 0
 
 
-def hash_page(source: PageSource) -> HashedPage:
-    image = source.load()
+def hash_page(source: PageSource, store: BlobStore | None = None) -> HashedPage:
+    """Decode and fingerprint one page; keep its image in ``store`` when given.
+
+    The image is stored before any row refers to it: a registration that fails later leaves at
+    most an unreferenced file, never a row without its image.
+    """
+    loaded = source.load_stored()
+    image = loaded.image
     try:
-        return HashedPage(source, image.width, image.height, fingerprint_image(image))
+        stored = store.put(loaded.data, loaded.media_type) if store is not None else None
+        return HashedPage(source, image.width, image.height, reference_fingerprints(image), stored)
     finally:
         image.close()
 
@@ -89,12 +101,13 @@ def register_work(
     official_url: str | None = None,
     identifiers: dict[str, Any] | None = None,
     on_page: Callable[[PageSource], None] | None = None,
+    store: BlobStore | None = None,
 ) -> RegistrationResult:
     """Register ``title`` for ``publisher`` (adding to it if it exists) with ``sources`` as pages.
 
     A page whose content is already in the work, or appears twice in ``sources``, is skipped
     and reported, never duplicated. ``on_page`` is called after each page is processed (for a
-    progress bar).
+    progress bar). Page images go to ``store`` (default: the configured page store).
     """
     title = title.strip()
     if not title:
@@ -104,6 +117,7 @@ def register_work(
     if not sources:
         raise ValueError("a work needs at least one page")
     owner = _find_publisher(db, publisher)
+    store = store if store is not None else page_store()
     known = _registered_hashes(db, owner.id, title)
 
     hashed: list[HashedPage] = []
@@ -116,7 +130,7 @@ def register_work(
             skipped.append((source.name, f"same content as {seen_now[source.sha256]}"))
         else:
             seen_now[source.sha256] = source.name
-            hashed.append(hash_page(source))
+            hashed.append(hash_page(source, store))
         if on_page is not None:
             on_page(source)
 
@@ -155,8 +169,8 @@ def register_work(
                 inserted = cur.execute(
                     """
                     insert into pages (work_id, page_number, sha256, source_name, media_type,
-                                       width, height)
-                    values (%s, %s, %s, %s, %s, %s, %s)
+                                       width, height, image_sha256, image_media_type)
+                    values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                     on conflict (work_id, sha256) do nothing
                     returning *
                     """,
@@ -168,6 +182,8 @@ def register_work(
                         page.source.media_type,
                         page.width,
                         page.height,
+                        bytes.fromhex(page.stored.sha256) if page.stored else None,
+                        page.stored.media_type if page.stored else None,
                     ),
                 ).fetchone()
             if inserted is None:  # registered concurrently by another process
@@ -175,27 +191,32 @@ def register_work(
                 continue
             next_number += 1
             result.added.append(inserted)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    """
-                    insert into fingerprints (page_id, kind, params, version, variant, bits, value)
-                    values (%s, %s, %s, %s, %s, %s, %s)
-                    """,
-                    [
-                        (
-                            inserted.id,
-                            fp.kind,
-                            Jsonb(dict(fp.params)),
-                            fp.version,
-                            fp.variant,
-                            fp.bits,
-                            to_signed64(fp.value),
-                        )
-                        for fp in page.fingerprints
-                    ],
-                )
+            insert_fingerprints(conn, inserted.id, page.fingerprints)
             result.fingerprints_added += len(page.fingerprints)
     return result
+
+
+def insert_fingerprints(conn: Connection[Any], page_id: int, fps: Sequence[Fingerprint]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            insert into fingerprints (page_id, kind, params, version, variant, bits, value)
+            values (%s, %s, %s, %s, %s, %s, %s)
+            on conflict (page_id, kind, params, version, variant) do nothing
+            """,
+            [
+                (
+                    page_id,
+                    fp.kind,
+                    Jsonb(dict(fp.params)),
+                    fp.version,
+                    fp.variant,
+                    fp.bits,
+                    to_signed64(fp.value),
+                )
+                for fp in fps
+            ],
+        )
 
 
 __all__ = [
@@ -203,5 +224,6 @@ __all__ = [
     "RegistrationResult",
     "UnknownPublisher",
     "hash_page",
+    "insert_fingerprints",
     "register_work",
 ]

@@ -7,6 +7,7 @@ decoded again only when a page is loaded, so a long volume is never all in memor
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import re
@@ -101,11 +102,25 @@ class PageSource:
     name: str
     sha256: bytes
     media_type: str
-    loader: Callable[[], Image.Image] = field(repr=False, compare=False)
+    loader: Callable[[], LoadedPage] = field(repr=False, compare=False)
 
     def load(self) -> Image.Image:
         """Decode the page as RGB; InputError if it is corrupt or changed since expansion."""
+        return self.loader().image
+
+    def load_stored(self) -> LoadedPage:
+        """The decoded page and the bytes to keep in the page store."""
         return self.loader()
+
+
+@dataclass(frozen=True)
+class LoadedPage:
+    """A decoded page and what the page store keeps of it: the file as submitted, or a
+    lossless PNG of a rendered PDF page (the PDF itself is not a page image)."""
+
+    image: Image.Image
+    data: bytes
+    media_type: str
 
 
 def expand_paths(
@@ -245,10 +260,11 @@ def _image_file_page(path: Path, name: str, limits: DecodeLimits) -> PageSource:
     )
 
 
-def _load_image_file(path: Path, name: str, digest: bytes, limits: DecodeLimits) -> Image.Image:
+def _load_image_file(path: Path, name: str, digest: bytes, limits: DecodeLimits) -> LoadedPage:
     data = _read_image_file(path, name, limits)
     _check_unchanged(hashlib.sha256(data).digest(), digest, name)
-    return decode_image(data, source=name, limits=limits)
+    image = decode_image(data, source=name, limits=limits)
+    return LoadedPage(image, data, probe_image(data, source=name, limits=limits).media_type)
 
 
 # CBZ / ZIP
@@ -337,12 +353,13 @@ def _zip_pages(path: Path, name: str, size: int, limits: IngestLimits) -> list[P
 
 def _load_member(
     path: Path, name: str, info: zipfile.ZipInfo, digest: bytes, limits: DecodeLimits
-) -> Image.Image:
+) -> LoadedPage:
     source = f"{name}:{info.filename}"
     with _open_zip(path, name) as archive:
         data = _read_member(archive, info, source)
     _check_unchanged(hashlib.sha256(data).digest(), digest, source)
-    return decode_image(data, source=source, limits=limits)
+    image = decode_image(data, source=source, limits=limits)
+    return LoadedPage(image, data, probe_image(data, source=source, limits=limits).media_type)
 
 
 # PDF
@@ -424,9 +441,11 @@ def _pdf_pages(path: Path, name: str, limits: IngestLimits) -> list[PageSource]:
 
 def _load_pdf_page(
     path: Path, name: str, index: int, digest: bytes, limits: IngestLimits
-) -> Image.Image:
+) -> LoadedPage:
     source = f"{name}#page={index + 1}"
     with PDFIUM_LOCK, _open_pdf(path, name) as pdf:
         image = _render(pdf, index, source, limits)
     _check_unchanged(_pixel_digest(image), digest, source)
-    return image
+    png = io.BytesIO()
+    image.save(png, format="PNG", compress_level=6)
+    return LoadedPage(image, png.getvalue(), "image/png")

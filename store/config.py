@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         description="Content-addressed evidence store (screenshots, HTML, headers, images). "
         "Unset: data_dir/evidence.",
     )
+    page_store_dir: Path | None = Field(
+        default=None,
+        description="Content-addressed store of registered page images (shown to reviewers, "
+        "re-hashed by `mamoru works refingerprint`). Unset: data_dir/pages.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
     broker_url: str | None = Field(
         default=None,
@@ -138,7 +143,9 @@ class Settings(BaseSettings):
             return None
         assert value is not None
         if not value.startswith(("redis://", "rediss://", "amqp://", "amqps://", "postgresql://")):
-            raise ValueError("must start with redis://, rediss://, amqp://, amqps:// or postgresql://")
+            raise ValueError(
+                "must start with redis://, rediss://, amqp://, amqps:// or postgresql://"
+            )
         return value
 
     @field_validator("smtp_url")
@@ -150,6 +157,10 @@ class Settings(BaseSettings):
         if not value.startswith(("smtp://", "smtps://")):
             raise ValueError("must start with smtp:// or smtps://")
         return value
+
+    @property
+    def page_store_path(self) -> Path:
+        return self.page_store_dir if self.page_store_dir is not None else self.data_dir / "pages"
 
     @property
     def outbox_path(self) -> Path:

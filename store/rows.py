@@ -47,6 +47,8 @@ class Page:
     width: int
     height: int
     created_at: datetime
+    image_sha256: bytes | None = None
+    image_media_type: str | None = None
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,21 @@ def db(db_url: str) -> Iterator[Database]:
     database.close()
 
 
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test writes local state (page store, outbox, evidence) under a temporary folder,
+    never in the user's real data folder."""
+    saved = os.environ.get("MAMORU_DATA_DIR")
+    os.environ["MAMORU_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    get_settings.cache_clear()
+    yield
+    if saved is None:
+        os.environ.pop("MAMORU_DATA_DIR", None)
+    else:
+        os.environ["MAMORU_DATA_DIR"] = saved
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def mamoru_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Environment for running the CLI against this test's database; returns the data dir."""

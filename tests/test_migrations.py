@@ -114,15 +114,14 @@ def test_failed_migration_rolls_back_and_is_not_recorded(
     empty_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upgrade(empty_db_url)
-    broken = [
-        *available_migrations(),
-        Migration(2, "broken", "create table t_ok (a int); select 1/0;"),
-    ]
+    landed = available_migrations()
+    failing = Migration(len(landed) + 1, "broken", "create table t_ok (a int); select 1/0;")
+    broken = [*landed, failing]
     monkeypatch.setattr(migrate, "available_migrations", lambda: broken)
     with pytest.raises(psycopg.errors.DivisionByZero):
         upgrade(empty_db_url)
     assert "t_ok" not in tables(empty_db_url)
-    assert [m.version for m in pending(empty_db_url)] == [2]
+    assert [m.version for m in pending(empty_db_url)] == [broken[-1].version]
 
 
 def test_migration_files_are_numbered_without_gaps() -> None:
