@@ -18,9 +18,15 @@ from types import MappingProxyType
 from PIL import Image
 
 from matcher import robust
+from matcher.decode import DEFAULT_DECODE_LIMITS, DecodeLimits, decode_image
 from matcher.fingerprint import FINGERPRINT_VERSION, HASH_KINDS, Fingerprint, fingerprint_image
 
-__all__ = ["CURRENT_VERSIONS", "query_fingerprints", "reference_fingerprints"]
+__all__ = [
+    "CURRENT_VERSIONS",
+    "fingerprint_bytes",
+    "query_fingerprints",
+    "reference_fingerprints",
+]
 
 CURRENT_VERSIONS = MappingProxyType(
     {**{kind.name: FINGERPRINT_VERSION for kind in HASH_KINDS}, robust.KIND: robust.VERSION}
@@ -35,3 +41,11 @@ def reference_fingerprints(image: Image.Image) -> list[Fingerprint]:
 def query_fingerprints(image: Image.Image) -> list[Fingerprint]:
     """Every fingerprint a crawled image is identified with (never stored)."""
     return fingerprint_image(image) + robust.query_fingerprints(image)
+
+
+def fingerprint_bytes(
+    data: bytes, *, source: str, limits: DecodeLimits = DEFAULT_DECODE_LIMITS
+) -> list[Fingerprint]:
+    """Safe decode of an image file's bytes, then the fingerprints a registered page stores."""
+    with decode_image(data, source=source, limits=limits) as image:
+        return reference_fingerprints(image)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from admin.cli import cli
 from admin.publishers import add_publisher
 from admin.samples import render_page
-from matcher.hashing import CURRENT_VERSIONS
+from matcher.errors import InputError
+from matcher.hashing import CURRENT_VERSIONS, fingerprint_bytes, reference_fingerprints
 from matcher.identify import ReferenceIndex
 from matcher.pagestore import page_store
 from matcher.refingerprint import pages_needing_refingerprint, refingerprint
@@ -111,3 +114,14 @@ def test_pages_without_a_stored_image_are_reported_not_lost(
 
     text = CliRunner().invoke(cli, ["works", "refingerprint", "--dry-run"])
     assert text.exit_code == 0 and "1 page(s) need re-fingerprinting" in text.output
+
+
+def test_fingerprint_bytes_is_decode_then_reference_fingerprints() -> None:
+    page = render_page("Bytes", 1)
+    buffer = io.BytesIO()
+    page.save(buffer, "PNG")
+    fps = fingerprint_bytes(buffer.getvalue(), source="page.png")
+    assert fps == reference_fingerprints(page)
+    assert {fp.kind for fp in fps} == set(CURRENT_VERSIONS)
+    with pytest.raises(InputError, match=r"^broken\.png: "):
+        fingerprint_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40, source="broken.png")
