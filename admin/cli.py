@@ -120,7 +120,9 @@ from admin import (  # noqa: E402, F401
     cli_db,
     cli_demo,
     cli_match,
+    cli_notices,
     cli_publishers,
     cli_sites,
+    cli_worker,
     cli_works,
 )

@@ -113,3 +113,27 @@ class Crawl:
 
 TABLES[Site] = "sites"
 TABLES[Crawl] = "crawls"
+
+
+@dataclass(frozen=True)
+class Notice:
+    id: int
+    publisher_id: int
+    recipient_id: int
+    format: str
+    state: str
+    message_id: str | None
+    subject: str | None
+    body_text: str | None
+    body_html: str | None
+    escalates_notice_id: int | None
+    send_attempts: int
+    last_error: str | None
+    created_at: datetime
+    state_changed_at: datetime
+    held_reason: str | None
+    sent_at: datetime | None
+    delivery_receipt: dict[str, Any] | None
+
+
+TABLES[Notice] = "notices"

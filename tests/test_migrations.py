@@ -33,6 +33,7 @@ EXPECTED_TABLES = {
     "rechecks",
     "events",
     "audit_log",
+    "deployment",
     "schema_migrations",
 }
 

@@ -1,0 +1,109 @@
+"""Dramatiq actors: crawl a site, compose notices, send a notice, sweep for unsent ones.
+
+Actors take ids, reload rows and are idempotent through guarded state transitions
+(``takedown.states``), so a retried or duplicated message does no harm. Retry policies are set
+per actor: Dramatiq's default of 20 retries over a week does not fit legal notices.
+Messages are only enqueued for committed state (and ``sweep`` re-enqueues anything approved
+but not sent), so a crash between a commit and an enqueue loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+import dramatiq
+
+from crawler.run import CrawlAlreadyActive, run_crawl
+from crawler.sites import get_site
+from store.config import get_settings
+from store.db import Database, open_database
+from takedown.broker import setup_broker
+from takedown.compose import compose_notices
+from takedown.delivery import PermanentDeliveryError, Sender, sender_from_settings
+from takedown.send import send_notice as send_one
+
+setup_broker()
+
+log = logging.getLogger(__name__)
+
+MINUTE_MS = 60_000
+# A notice stuck in approved/queued this long (a worker died, a message was lost) is re-sent.
+SWEEP_AFTER = "2 minutes"
+
+
+@cache
+def _db() -> Database:
+    # One pool per worker process; Database is fork-aware.
+    return open_database(get_settings())
+
+
+@cache
+def _sender() -> Sender:
+    return sender_from_settings(get_settings())
+
+
+@dramatiq.actor(queue_name="crawl", max_retries=0, time_limit=6 * 60 * MINUTE_MS)
+def crawl_site(site_id: int, trigger: str = "schedule") -> None:
+    """Crawl one site; a crawl already running for it makes this a no-op (one at a time)."""
+    settings = get_settings()
+    db = _db()
+    site = get_site(db, site_id)
+    if not site.is_active:
+        log.info("site %s is inactive; not crawled", site.name)
+        return
+    try:
+        summary = run_crawl(db, site, settings, trigger=trigger, actor="worker")
+    except CrawlAlreadyActive as exc:
+        log.info("%s", exc)
+        return
+    log.info("crawl of %s finished: %s", site.name, summary)
+    compose.send()
+
+
+@dramatiq.actor(queue_name="notices", max_retries=3, min_backoff=10_000, time_limit=10 * MINUTE_MS)
+def compose() -> None:
+    """Draft notices for approved matches, then enqueue the sends of those approved."""
+    report = compose_notices(_db())
+    log.info(
+        "composed %d notice(s): %d held, %d invalid, %d auto-approved, %d allowlisted",
+        len(report.notices),
+        len(report.held),
+        len(report.invalid),
+        report.auto_approved,
+        report.allowlisted,
+    )
+    for notice_id in report.notices:
+        if notice_id not in report.held and notice_id not in report.invalid:
+            send_notice.send(notice_id)
+
+
+@dramatiq.actor(
+    queue_name="notices",
+    max_retries=8,
+    min_backoff=30_000,
+    max_backoff=60 * MINUTE_MS,
+    time_limit=2 * MINUTE_MS,
+    throws=(PermanentDeliveryError,),
+)
+def send_notice(notice_id: int) -> None:
+    """Send one notice; transient delivery errors raise and are retried with backoff."""
+    outcome = send_one(_db(), notice_id, _sender(), get_settings())
+    log.info("notice %s: %s %s", notice_id, outcome.result, outcome.detail)
+
+
+@dramatiq.actor(queue_name="notices", max_retries=0, time_limit=5 * MINUTE_MS)
+def sweep() -> None:
+    """Enqueue a send for every notice approved or queued for a while but not sent."""
+    with _db().connection() as conn:
+        rows = conn.execute(
+            """
+            select id from notices
+            where state in ('approved', 'queued') and held_reason is null
+              and state_changed_at < now() - %s::interval
+            order by id
+            """,
+            (SWEEP_AFTER,),
+        ).fetchall()
+    for (notice_id,) in rows:
+        send_notice.send(int(notice_id))

@@ -1,0 +1,176 @@
+"""Sending one notice, exactly once in effect.
+
+The notice row is locked (``FOR UPDATE SKIP LOCKED``) for the whole send, so two workers given
+the same notice cannot both send it: the second skips. The state moves to ``sent`` in the same
+transaction as the hand-over is recorded. What remains is the window between the relay
+accepting the message and that commit: a worker killed there leaves the notice ``queued``, and
+the retry sends it again *with the same Message-ID* (derived from the notice id), so the
+duplicate is recognisable by the recipient's mail system and by the outbox, which refuses to
+write the same Message-ID twice.
+
+Just before sending, the allowlist is checked again: a domain licensed after the notice was
+drafted holds the notice instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+
+from store.config import Settings
+from store.db import Database
+from takedown.compose import MESSAGE_ID_DOMAIN, deployment_secret, host_of, on_domain
+from takedown.delivery import (
+    DeliveryReceipt,
+    PermanentDeliveryError,
+    Sender,
+    TransientDeliveryError,
+)
+from takedown.mail import build_message
+from takedown.states import record_event, transition
+
+__all__ = ["SendOutcome", "send_notice"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    notice_id: int
+    result: str  # sent | duplicate | skipped | held | failed
+    detail: str = ""
+
+
+def send_notice(db: Database, notice_id: int, sender: Sender, settings: Settings) -> SendOutcome:
+    """Send ``notice_id`` if it is approved or queued; TransientDeliveryError is re-raised for
+    the caller's retry policy after the attempt is recorded."""
+    try:
+        with db.connection() as conn:
+            row = conn.execute(
+                """
+                select n.state, n.subject, n.body_text, n.body_html, n.held_reason,
+                       r.email, p.agent_organisation, p.name, p.contact_email
+                from notices n
+                join recipients r on r.id = n.recipient_id
+                join publishers p on p.id = n.publisher_id
+                where n.id = %s and n.state in ('approved', 'queued')
+                for update of n skip locked
+                """,
+                (notice_id,),
+            ).fetchone()
+            if row is None:
+                return SendOutcome(notice_id, "skipped", "not approved/queued, or being sent")
+            state, subject, text, html, held, to, agent, publisher, reply_to = row
+            if held:
+                return SendOutcome(notice_id, "held", held)
+            licensed = _now_allowlisted(conn, notice_id)
+            if licensed:
+                reason = f"allowlisted since drafted: {licensed}"
+                conn.execute(
+                    "update notices set held_reason = %s where id = %s", (reason, notice_id)
+                )
+                record_event(conn, "notice", notice_id, "held", details={"reason": reason})
+                return SendOutcome(notice_id, "held", reason)
+            if to is None:
+                raise PermanentDeliveryError("the recipient has no email address (web form only)")
+            if state == "approved":
+                transition(conn, notice_id, "approved", "queued", actor="worker")
+            message = build_message(
+                notice_id=notice_id,
+                subject=subject,
+                text=text,
+                html=html,
+                sender_name=agent or publisher,
+                from_address=settings.mail_from,
+                to_address=to,
+                reply_to=reply_to,
+                message_id_salt=deployment_secret(conn),
+                message_id_domain=MESSAGE_ID_DOMAIN,
+            )
+            receipt = sender.send(message)
+            _record_sent(conn, notice_id, receipt)
+            return SendOutcome(
+                notice_id, "duplicate" if receipt.duplicate else "sent", receipt.reply_text
+            )
+    except TransientDeliveryError as exc:
+        _record_failure(db, notice_id, exc, permanent=False)
+        raise
+    except PermanentDeliveryError as exc:
+        _record_failure(db, notice_id, exc, permanent=True)
+        return SendOutcome(notice_id, "failed", str(exc))
+
+
+def _now_allowlisted(conn: Connection[Any], notice_id: int) -> str | None:
+    rows = conn.execute(
+        """
+        select s.page_url, s.image_url, a.domain
+        from notice_items i
+        join matches m on m.id = i.match_id
+        join sightings s on s.id = m.sighting_id
+        join pages pg on pg.id = m.page_id
+        join works w on w.id = pg.work_id
+        join allowlist_entries a on a.publisher_id = w.publisher_id
+             and (a.work_id is null or a.work_id = w.id)
+        where i.notice_id = %s
+        """,
+        (notice_id,),
+    ).fetchall()
+    for page_url, image_url, domain in rows:
+        if on_domain(host_of(page_url), domain) or on_domain(host_of(image_url), domain):
+            return str(domain)
+    return None
+
+
+def _record_sent(conn: Connection[Any], notice_id: int, receipt: DeliveryReceipt) -> None:
+    conn.execute(
+        """
+        update notices set sent_at = %s, send_attempts = send_attempts + 1, last_error = null,
+                           delivery_receipt = %s
+        where id = %s
+        """,
+        (
+            receipt.accepted_at,
+            Jsonb(
+                {
+                    "message_id": receipt.message_id,
+                    "reply_code": receipt.reply_code,
+                    "reply_text": receipt.reply_text,
+                    "duplicate": receipt.duplicate,
+                }
+            ),
+            notice_id,
+        ),
+    )
+    transition(
+        conn,
+        notice_id,
+        "queued",
+        "sent",
+        actor="worker",
+        details={"message_id": receipt.message_id, "duplicate": receipt.duplicate},
+    )
+
+
+def _record_failure(db: Database, notice_id: int, exc: Exception, *, permanent: bool) -> None:
+    log.warning("notice %s: delivery %s: %s", notice_id, "failed" if permanent else "deferred", exc)
+    with db.connection() as conn:
+        conn.execute(
+            "update notices set send_attempts = send_attempts + 1, last_error = %s where id = %s",
+            (str(exc), notice_id),
+        )
+        if permanent:
+            transition(
+                conn,
+                notice_id,
+                ("approved", "queued"),
+                "delivery_failed",
+                actor="worker",
+                details={"error": str(exc)},
+            )
+        else:
+            transition(conn, notice_id, "approved", "queued", actor="worker")
+            record_event(conn, "notice", notice_id, "send_deferred", details={"error": str(exc)})

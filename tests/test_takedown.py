@@ -1,0 +1,274 @@
+"""From approved matches to sent notices: gates, rendering, exactly-once sending, a real worker.
+
+Real PostgreSQL, a real SMTP server on loopback (tests/smtp_sink.py), and for the worker test a
+real `mamoru worker` process consuming from the PostgreSQL broker.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from store.db import Database
+from takedown.compose import FloodGuard, compose_notices
+from takedown.delivery import OutboxSender, SmtpSender
+from takedown.send import send_notice
+from takedown.states import IllegalTransition, transition
+from tests.smtp_sink import SmtpSink
+from tests.takedown_data import Scenario, add_match, build
+
+
+def notice_rows(db: Database) -> list[tuple[int, str, str | None, str | None]]:
+    with db.connection() as conn:
+        return [
+            (int(r[0]), r[1], r[2], r[3])
+            for r in conn.execute(
+                "select id, state, held_reason, last_error from notices order by id"
+            )
+        ]
+
+
+def events(db: Database, subject_type: str, subject_id: int) -> list[tuple[str, str | None]]:
+    with db.connection() as conn:
+        return [
+            (r[0], r[1])
+            for r in conn.execute(
+                "select event_type, to_state from events where subject_type = %s "
+                "and subject_id = %s order by id",
+                (subject_type, subject_id),
+            )
+        ]
+
+
+def two_matches(db: Database, s: Scenario) -> list[int]:
+    return [
+        add_match(
+            db,
+            s,
+            page_id,
+            page_url=f"http://pirate.test/read/{n}",
+            image_url=f"http://img.pirate.test/{n}.jpg",
+        )
+        for n, page_id in enumerate(s.page_ids, start=1)
+    ]
+
+
+def test_one_notice_per_recipient_lists_every_approved_match(db: Database, tmp_path: Path) -> None:
+    s = build(db, tmp_path)
+    two_matches(db, s)
+    add_match(
+        db,
+        s,
+        s.page_ids[0],
+        page_url="http://pirate.test/pending",
+        image_url="http://img.pirate.test/pending.jpg",
+        review_state="pending",
+    )
+    report = compose_notices(db)
+    [notice_id] = report.notices
+    assert report.held == report.invalid == []
+    [(_, state, held, error)] = notice_rows(db)
+    assert (state, held, error) == ("approved", None, None)
+    with db.connection() as conn:
+        row = conn.execute(
+            "select subject, body_text, body_html, message_id from notices"
+        ).fetchone()
+        items = conn.execute("select infringing_url from notice_items order by id").fetchall()
+    assert row is not None
+    subject, text, html, message_id = row
+    assert "DMCA" in subject and "Sample Comics" in subject
+    for url in ("http://img.pirate.test/1.jpg", "http://pirate.test/read/2"):
+        assert url in text and url in html
+    assert "Takedown Vol. 1" in text and "penalty of perjury" in text
+    assert "http://img.pirate.test/pending.jpg" not in text  # not reviewed: not noticed
+    assert [r[0] for r in items] == ["http://img.pirate.test/1.jpg", "http://img.pirate.test/2.jpg"]
+    assert message_id.startswith(f"<notice-{notice_id}.")
+    assert events(db, "notice", notice_id) == [("drafted", None), ("state_changed", "approved")]
+    # Composing again finds nothing new: a match is listed in one notice only.
+    assert compose_notices(db).notices == []
+
+
+def test_allowlisted_domains_are_never_noticed(db: Database, tmp_path: Path) -> None:
+    s = build(db, tmp_path)
+    [licensed, _] = two_matches(db, s)
+    with db.connection() as conn:
+        # The first match's image is served from img.pirate.test; license that host only.
+        conn.execute(
+            "insert into allowlist_entries (publisher_id, work_id, domain) "
+            "values (%s, %s, 'img.pirate.test')",
+            (s.publisher_id, s.work_id),
+        )
+    report = compose_notices(db)
+    assert report.allowlisted == 2  # both images are on the licensed host
+    assert report.notices == []
+    assert events(db, "match", licensed) == [("allowlisted", "licensed")]
+
+
+def test_auto_approval_only_when_the_publisher_opted_in(db: Database, tmp_path: Path) -> None:
+    s = build(db, tmp_path)
+    high = add_match(
+        db,
+        s,
+        s.page_ids[0],
+        page_url="http://pirate.test/a",
+        image_url="http://pirate.test/a.jpg",
+        review_state="pending",
+        confidence=0.97,
+    )
+    add_match(
+        db,
+        s,
+        s.page_ids[1],
+        page_url="http://pirate.test/b",
+        image_url="http://pirate.test/b.jpg",
+        review_state="pending",
+        decision="review",
+        confidence=0.6,
+    )
+    assert compose_notices(db).notices == []  # no opt-in: everything waits for review
+    with db.connection() as conn:
+        conn.execute("update publishers set auto_approve_min_confidence = 0.9")
+    report = compose_notices(db)
+    assert report.auto_approved == 1 and len(report.notices) == 1
+    assert events(db, "match", high) == [("auto_approved", "approved")]
+
+
+def test_flood_guard_holds_an_unusual_batch(db: Database, tmp_path: Path) -> None:
+    s = build(db, tmp_path)
+    two_matches(db, s)
+    report = compose_notices(db, guard=FloodGuard(factor=10, minimum=2))
+    [notice_id] = report.held
+    [(_, state, held, _)] = notice_rows(db)
+    assert state == "drafted" and held is not None and "flood guard" in held
+    # A held notice is never sent, whatever a worker is told.
+    outbox = OutboxSender(tmp_path / "outbox")
+    from store.config import load_settings
+
+    assert send_notice(db, notice_id, outbox, load_settings()).result == "skipped"
+    assert not list((tmp_path / "outbox").glob("*.eml"))
+
+
+def test_incomplete_notice_is_refused_and_says_why(db: Database, tmp_path: Path) -> None:
+    s = build(db, tmp_path, complete_publisher=False)
+    two_matches(db, s)
+    report = compose_notices(db)
+    assert report.invalid == report.notices
+    [(_, state, _, error)] = notice_rows(db)
+    assert state == "drafted"
+    assert error is not None and "refused by the validator" in error and "signature" in error
+
+
+def test_send_is_exactly_once_and_uses_the_stable_message_id(db: Database, tmp_path: Path) -> None:
+    from store.config import load_settings
+
+    s = build(db, tmp_path)
+    two_matches(db, s)
+    [notice_id] = compose_notices(db).notices
+    with SmtpSink() as sink:
+        sender = SmtpSender(sink.url())
+        first = send_notice(db, notice_id, sender, load_settings())
+        again = send_notice(db, notice_id, sender, load_settings())
+        [captured] = sink.wait_for(1)
+    assert (first.result, again.result) == ("sent", "skipped")
+    message = email.message_from_bytes(captured.data)
+    with db.connection() as conn:
+        row = conn.execute(
+            "select state, message_id, send_attempts, sent_at is not null from notices"
+        ).fetchone()
+    assert row is not None and row[0] == "sent" and row[2] == 1 and row[3]
+    assert message["Message-ID"] == row[1]
+    assert list(captured.rcpt_tos) == ["abuse@pirate-host.test"]
+    assert [e for e in events(db, "notice", notice_id) if e[0] == "state_changed"] == [
+        ("state_changed", "approved"),
+        ("state_changed", "queued"),
+        ("state_changed", "sent"),
+    ]
+    with db.connection() as conn, pytest.raises(IllegalTransition):
+        transition(conn, notice_id, "sent", "approved")
+
+
+def test_permanent_failure_is_recorded_and_transient_is_retried(
+    db: Database, tmp_path: Path
+) -> None:
+    from store.config import load_settings
+    from takedown.delivery import TransientDeliveryError
+
+    s = build(db, tmp_path)
+    two_matches(db, s)
+    [notice_id] = compose_notices(db).notices
+    with SmtpSink(rcpt_reply="451 4.3.0 try later") as sink:
+        with pytest.raises(TransientDeliveryError):
+            send_notice(db, notice_id, SmtpSender(sink.url()), load_settings())
+        assert notice_rows(db)[0][1] == "queued"
+        sink.rcpt_reply = "550 5.1.1 no such mailbox"
+        outcome = send_notice(db, notice_id, SmtpSender(sink.url()), load_settings())
+    assert outcome.result == "failed"
+    [(_, state, _, error)] = notice_rows(db)
+    assert state == "delivery_failed" and error is not None and "550" in error
+
+
+MAMORU = str(Path(sys.executable).with_name("mamoru"))
+
+
+def worker_output(worker: subprocess.Popen[bytes]) -> str:
+    os.killpg(worker.pid, signal.SIGTERM)
+    out, _ = worker.communicate(timeout=30)
+    return out.decode(errors="replace")[-3000:]
+
+
+def _worker_env(db_url: str, data_dir: Path, smtp_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMORU_")}
+    env |= {
+        "MAMORU_DATABASE_URL": db_url,
+        "MAMORU_DATA_DIR": str(data_dir),
+        "MAMORU_SMTP_URL": smtp_url,
+    }
+    return env
+
+
+@pytest.mark.slow
+def test_real_worker_composes_and_sends_through_the_postgres_broker(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    s = build(db, tmp_path)
+    two_matches(db, s)
+    with SmtpSink() as sink:
+        env = _worker_env(db_url, tmp_path / "data", sink.url())
+        worker = subprocess.Popen(
+            [MAMORU, "worker", "--processes", "1", "--threads", "2"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            enqueue = subprocess.run(
+                [MAMORU, "notices", "compose", "--enqueue"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert enqueue.returncode == 0, enqueue.stderr
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and [r[1] for r in notice_rows(db)] != ["sent"]:
+                time.sleep(0.5)
+            assert [r[1] for r in notice_rows(db)] == ["sent"], worker_output(worker)
+            assert len(sink.wait_for(1)) == 1
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.communicate()
+        time.sleep(0.5)
+        assert len(sink.messages) == 1  # sent once
