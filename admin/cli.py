@@ -116,6 +116,7 @@ def user_errors() -> Any:
 
 # Subcommand modules attach themselves to ``cli``; imported last because they import it.
 from admin import (  # noqa: E402, F401
+    cli_contacts,
     cli_crawl,
     cli_db,
     cli_demo,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from store.db import Database
 from store.rows import Publisher
@@ -62,3 +63,41 @@ def find_publisher(db: Database, name: str) -> Publisher | None:
 def list_publishers(db: Database) -> list[Publisher]:
     with db.connection() as conn, conn.cursor(row_factory=class_row(Publisher)) as cur:
         return cur.execute("select * from publishers order by name").fetchall()
+
+
+# Columns ``update_publisher`` may change; the name is the publisher's identity.
+EDITABLE = (
+    "agent_organisation",
+    "contact_email",
+    "contact_address",
+    "contact_phone",
+    "auto_approve_min_confidence",
+)
+
+
+def update_publisher(db: Database, name: str, **changes: object) -> Publisher:
+    """Change a publisher's notice identity or auto-approval; every change is audited."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
+    before = find_publisher(db, name)
+    if before is None:
+        raise LookupError(f"no publisher named {name!r}")
+    if not changes:
+        return before
+    assignments = ", ".join(f"{column} = %({column})s" for column in changes)
+    with db.connection() as conn, conn.cursor(row_factory=class_row(Publisher)) as cur:
+        after = cur.execute(
+            f"update publishers set {assignments} where id = %(id)s returning *",
+            {**changes, "id": before.id},
+        ).fetchone()
+        assert after is not None
+        conn.execute(
+            "insert into audit_log (actor, action, target_type, target_id, details) "
+            "values ('cli', 'publisher_updated', 'publisher', %s, %s)",
+            (
+                before.id,
+                Jsonb({c: {"old": getattr(before, c), "new": getattr(after, c)} for c in changes}),
+            ),
+        )
+    return after

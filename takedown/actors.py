@@ -20,6 +20,7 @@ from store.config import get_settings
 from store.db import Database, open_database
 from takedown.broker import setup_broker
 from takedown.compose import compose_notices
+from takedown.contacts import discover_missing_recipients
 from takedown.delivery import PermanentDeliveryError, Sender, sender_from_settings
 from takedown.send import send_notice as send_one
 
@@ -63,7 +64,9 @@ def crawl_site(site_id: int, trigger: str = "schedule") -> None:
 
 @dramatiq.actor(queue_name="notices", max_retries=3, min_backoff=10_000, time_limit=10 * MINUTE_MS)
 def compose() -> None:
-    """Draft notices for approved matches, then enqueue the sends of those approved."""
+    """Find recipients where none is known, draft notices for approved matches, then enqueue
+    the sends of those approved."""
+    discover_missing_recipients(_db(), get_settings())
     report = compose_notices(_db())
     log.info(
         "composed %d notice(s): %d held, %d invalid, %d auto-approved, %d allowlisted",
