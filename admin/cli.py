@@ -123,6 +123,7 @@ from admin import (  # noqa: E402, F401
     cli_match,
     cli_notices,
     cli_publishers,
+    cli_scheduler,
     cli_sites,
     cli_worker,
     cli_works,

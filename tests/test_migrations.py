@@ -34,6 +34,7 @@ EXPECTED_TABLES = {
     "events",
     "audit_log",
     "deployment",
+    "scheduler_runs",
     "schema_migrations",
 }
 
