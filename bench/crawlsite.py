@@ -19,10 +19,10 @@ from typing import Final
 
 from PIL import Image
 
+from admin.demosite.handlers import HTML, Static
+from admin.demosite.markup import document
+from admin.demosite.server import Site
 from admin.samples import SAMPLE_WORKS, render_page
-from tests.sites.handlers import HTML, Static
-from tests.sites.markup import document
-from tests.sites.server import Site
 
 __all__ = ["BRANCHING", "BenchSite", "build_site"]
 

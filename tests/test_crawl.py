@@ -18,6 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from admin.cli import cli
+from admin.demosite.expected import Expected
+from admin.demosite.server import Site
 from admin.publishers import add_publisher
 from admin.samples import SAMPLE_PUBLISHER, SAMPLE_WORKS, slug, write_sample_work
 from crawler.evidence import EvidenceStore
@@ -28,8 +30,6 @@ from matcher.sources import expand_paths
 from store.config import load_settings
 from store.db import Database
 from tests.sites import catalog
-from tests.sites.expected import Expected
-from tests.sites.server import Site
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from admin.demosite.expected import Expected
+from admin.demosite.server import Site
 from crawler.discovery import (
     DataImage,
     Discovery,
@@ -36,9 +38,7 @@ from tests.sites.catalog import (
     ssrf_site,
     static_gallery,
 )
-from tests.sites.expected import Expected
 from tests.sites.hostile import METADATA_REDIRECT
-from tests.sites.server import Site
 
 PAGE = "http://example.test/dir/page.html"
 # No proxies: a proxy from the environment must not see loopback requests.

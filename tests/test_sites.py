@@ -29,7 +29,10 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 from pypdf import PdfReader
 
-from tests.sites import images
+from admin.demosite import images
+from admin.demosite.expected import NOT_FOUND, SampleRef
+from admin.demosite.handlers import Response, delayed
+from admin.demosite.server import Site
 from tests.sites.catalog import (
     BUILDERS,
     canvas_reader,
@@ -43,10 +46,7 @@ from tests.sites.catalog import (
     slow_and_large_site,
     ssrf_site,
 )
-from tests.sites.expected import NOT_FOUND, SampleRef
-from tests.sites.handlers import Response, delayed
 from tests.sites.hostile import METADATA_REDIRECT, MIB
-from tests.sites.server import Site
 
 Fetched = tuple[int, Message, bytes]
 

@@ -5,8 +5,8 @@ discovery path and returns it with ``expected.Expected``, the data a crawler tes
 ``python -m tests.sites NAME`` serves one of them in the foreground.
 """
 
-from tests.sites.expected import Expected, SampleRef
-from tests.sites.handlers import Request, Response
-from tests.sites.server import Site, serve
+from admin.demosite.expected import Expected, SampleRef
+from admin.demosite.handlers import Request, Response
+from admin.demosite.server import Site, serve
 
 __all__ = ["Expected", "Request", "Response", "SampleRef", "Site", "serve"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from admin.demosite.server import serve
 from tests.sites.catalog import BUILDERS
-from tests.sites.server import serve
 
 
 def main(argv: list[str] | None = None) -> None:

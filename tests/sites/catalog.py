@@ -13,10 +13,13 @@ import json
 import random
 from collections.abc import Callable
 
-from tests.sites import images
-from tests.sites.builder import LANTERN, MOONLIT, STEEL, SiteBuilder
-from tests.sites.expected import Expected, SampleRef
-from tests.sites.handlers import Request, Response
+from admin.demosite import images
+from admin.demosite.builder import LANTERN, MOONLIT, STEEL, SiteBuilder
+from admin.demosite.expected import Expected, SampleRef
+from admin.demosite.handlers import Request, Response
+from admin.demosite.markup import apache_index, escape, js_const, sitemap_index, urlset
+from admin.demosite.pirate import pirate_site
+from admin.demosite.server import Site
 from tests.sites.hostile import (
     hotlink_site,
     incremental_edit,
@@ -26,9 +29,6 @@ from tests.sites.hostile import (
     slow_and_large_site,
     ssrf_site,
 )
-from tests.sites.markup import apache_index, escape, js_const, sitemap_index, urlset
-from tests.sites.pirate import pirate_site
-from tests.sites.server import Site
 
 __all__ = [
     "BUILDERS",

@@ -5,17 +5,17 @@ conditional requests. Each builder returns ``(site, expected)``, the site bound 
 
 from __future__ import annotations
 
-from tests.sites import images
-from tests.sites.builder import SiteBuilder
-from tests.sites.expected import (
+from admin.demosite import images
+from admin.demosite.builder import SiteBuilder
+from admin.demosite.expected import (
     NOT_FOUND,
     REDIRECT_LOOP,
     TOO_MANY_REDIRECTS,
     Expected,
 )
-from tests.sites.handlers import HTML, Request, Response, Static, same_site_referer, stream
-from tests.sites.markup import document
-from tests.sites.server import Site
+from admin.demosite.handlers import HTML, Request, Response, Static, same_site_referer, stream
+from admin.demosite.markup import document
+from admin.demosite.server import Site
 
 MIB = 1024 * 1024
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tests.sites import images
-from tests.sites.builder import LANTERN, MOONLIT, STEEL, SiteBuilder
-from tests.sites.expected import Expected, SampleRef
-from tests.sites.handlers import Static, same_site_referer
-from tests.sites.markup import escape, js_const, urlset
-from tests.sites.server import Site
+from admin.demosite import images
+from admin.demosite.builder import LANTERN, MOONLIT, STEEL, SiteBuilder
+from admin.demosite.expected import Expected, SampleRef
+from admin.demosite.handlers import Static, same_site_referer
+from admin.demosite.markup import escape, js_const, urlset
+from admin.demosite.server import Site
 
 SITE_NAME = "MangaFX"
 WATERMARK = "mangafx.test"

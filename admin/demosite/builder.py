@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from admin.demosite import images
+from admin.demosite.expected import SampleRef
+from admin.demosite.handlers import HTML, Handler, Static
+from admin.demosite.markup import document
+from admin.demosite.server import Site
 from admin.samples import SAMPLE_WORKS
-from tests.sites import images
-from tests.sites.expected import SampleRef
-from tests.sites.handlers import HTML, Handler, Static
-from tests.sites.markup import document
-from tests.sites.server import Site
 
 MOONLIT = SAMPLE_WORKS[0].title  # 6 pages
 STEEL = SAMPLE_WORKS[1].title  # 5 pages

@@ -83,7 +83,7 @@ def watermarked(img: Image.Image, text: str) -> Image.Image:
 
 def banner(text: str, size: tuple[int, int], *, seed: str = "", fmt: str = "PNG") -> bytes:
     """A loud flat graphic (logo, ad): colours and stripes seeded by ``seed`` or the text."""
-    rng = random.Random(zlib.crc32((seed or text).encode()))
+    rng = random.Random(zlib.crc32((seed or text).encode()))  # noqa: S311 (drawing, not secrets)
     colour = tuple(rng.randint(40, 255) for _ in range(3))
     img = Image.new("RGB", size, colour)
     draw = ImageDraw.Draw(img)

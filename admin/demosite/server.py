@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import quote, unquote, urlsplit
 
-from tests.sites.handlers import (
+from admin.demosite.handlers import (
     EPOCH,
     HTML,
     Handler,
