@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,20 +29,36 @@ def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_demo_registers_sample_works_and_is_repeatable(tmp_path: Path) -> None:
-    first = run(tmp_path, "demo")
-    assert first.returncode == 0, first.stderr
-    assert f"{len(available_migrations())} migration(s) applied now" in first.stdout
+def test_demo_runs_the_whole_job_and_is_repeatable(tmp_path: Path) -> None:
+    first = run(tmp_path, "demo", "--exit")
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = first.stdout
+    assert f"{len(available_migrations())} migration(s) applied now" in out
     for work in SAMPLE_WORKS:
-        assert f"'{work.title}'" in first.stdout
-        assert f"{work.pages} page(s) added" in first.stdout
+        assert f"'{work.title}'" in out
+        assert f"{work.pages} page(s) added" in out
     total_pages = sum(w.pages for w in SAMPLE_WORKS)
-    assert f"{len(SAMPLE_WORKS)} sample work(s), {total_pages} page(s)" in first.stdout
+    assert f"{len(SAMPLE_WORKS)} sample work(s), {total_pages} page(s)" in out
+    assert "sample pirate site MangaFX serving at http://127.0.0.1:" in out
+    assert "crawl 1: finished  pages    9  images   59  matches   16" in out
+    # Full-size copies are auto-approved and noticed; thumbnails wait for review.
+    assert re.search(r"matches +16: 12 auto-approved .*, 4 waiting for review", out), out
+    assert re.search(r"notices +1 drafted, 1 sent to the outbox", out), out
+    [eml] = (tmp_path / "outbox").glob("*.eml")  # nothing left the machine
+    notice = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert notice["To"] == "abuse@mangafx.test"
+    body = notice.get_body(("plain",))
+    assert body is not None and "/cdn/moonlit-harbor/1/01.jpg" in body.get_content()
 
-    second = run(tmp_path, "demo")
-    assert second.returncode == 0, second.stderr
+    second = run(tmp_path, "demo", "--exit")
+    assert second.returncode == 0, second.stdout + second.stderr
     assert "0 migration(s) applied now" in second.stdout
     assert second.stdout.count("already registered") == len(SAMPLE_WORKS)
+    assert "crawl 2: finished" in second.stdout
+    # The same copies at the same URLs: nothing new to review or to notice.
+    assert re.search(r"matches +16: 12 auto-approved", second.stdout), second.stdout
+    assert re.search(r"notices +1 drafted, 1 sent", second.stdout), second.stdout
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
 
     listing = run(tmp_path, "works", "list", "--json")
     assert listing.returncode == 0, listing.stderr
@@ -53,6 +73,47 @@ def test_demo_registers_sample_works_and_is_repeatable(tmp_path: Path) -> None:
     assert status.stdout.split() == [
         word for m in available_migrations() for word in ("applied", m.filename)
     ]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMORU_")}
+    env["MAMORU_DATA_DIR"] = str(tmp_path)
+    demo = subprocess.Popen(
+        [MAMORU, "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert demo.stdout is not None
+    lines = []
+    for line in demo.stdout:
+        lines.append(line)
+        if "Press Ctrl-C" in line:
+            break
+    assert any("summary" in line for line in lines), "".join(lines)
+    started = _children_of(demo.pid)
+    assert started  # the worker (and the admin, when built in)
+    demo.send_signal(signal.SIGINT)
+    rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, rest
+    assert "stopped" in rest
+    for pid in started:
+        assert not _alive(pid), f"child {pid} still running"
+
+
+def _children_of(pid: int) -> list[int]:
+    found = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [int(p) for p in found]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; only its parent's wait is missing.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 def test_invalid_configuration_is_one_line(tmp_path: Path) -> None:
