@@ -103,6 +103,8 @@ class CrawlConfig:
     #: Backstop on responses of every kind (pages, images, stylesheets) per allowed page;
     #: the page limit itself is counted by the spider, which knows what a page is.
     responses_per_page: int = 100
+    #: Processes that hash crawled images (0: one per core).
+    match_processes: int = 0
 
     # -- rendering
     chromium_path: str | None = None
@@ -148,6 +150,7 @@ class CrawlConfig:
             max_archive_members=settings.max_archive_members,
             max_image_pixels=settings.max_image_pixels,
             pdf_dpi=settings.pdf_dpi,
+            match_processes=settings.match_processes,
             chromium_path=find_chromium(settings.chromium_path),
             evidence_dir=settings.evidence_dir or settings.data_dir / "evidence",
             log_level=settings.log_level,

@@ -28,10 +28,11 @@ from twisted.internet.threads import deferToThread
 
 from crawler.evidence import EvidenceStore, build_manifest
 from crawler.items import ImageItem
-from matcher.decode import DecodeLimits, decode_image
+from matcher.decode import DecodeLimits
 from matcher.errors import InputError
-from matcher.fingerprint import FINGERPRINT_VERSION
-from matcher.identify import Match, ReferenceIndex
+from matcher.hashing import query_fingerprints
+from matcher.identify import IDENTIFY_VERSION, Match, ReferenceIndex
+from matcher.pool import FingerprintPool
 from store.db import Database
 
 if TYPE_CHECKING:
@@ -196,6 +197,7 @@ class SightingPipeline:
         self.db = Database(spider.database_url, min_size=0, max_size=4)
         self.index = ReferenceIndex(self.db)
         self.index.refresh()
+        self.pool = FingerprintPool(spider.config.match_processes)
         self.evidence = EvidenceStore(spider.config.evidence_dir)
         self.limits = DecodeLimits(
             max_pixels=spider.config.max_image_pixels, max_bytes=spider.config.max_image_bytes
@@ -214,6 +216,7 @@ class SightingPipeline:
                     (Jsonb(state), self.spider.crawl_id),
                 )
         finally:
+            self.pool.close()
             self.db.close()
             self.db = None
 
@@ -286,7 +289,7 @@ class SightingPipeline:
                     "select identified_with, byte_size, media_type from images where sha256 = %s",
                     (sha,),
                 ).fetchone()
-            known = row is not None and row[0] == FINGERPRINT_VERSION
+            known = row is not None and row[0] == IDENTIFY_VERSION
             matches: list[MatchInfo] = []
             size: tuple[int, int] | None = None
             outcome = Outcome()
@@ -297,11 +300,15 @@ class SightingPipeline:
                 try:
                     if decoded is None:
                         assert item.data is not None
-                        decoded = decode_image(item.data, source=item.image_url, limits=self.limits)
+                        query = self.pool.query(
+                            item.data, source=item.image_url, limits=self.limits
+                        )
+                        size, fps = query.size, query.fingerprints
+                    else:
+                        size, fps = decoded.size, query_fingerprints(decoded)
                 except InputError as exc:
                     return Outcome(error=decode_error_kind(exc))
-                size = decoded.size
-                matches = [MatchInfo.from_match(m) for m in self.index.identify(decoded)]
+                matches = [MatchInfo.from_match(m) for m in self.index.identify_fingerprints(fps)]
                 outcome.decoded = True
             elif row is None:
                 return Outcome(error="no_content")
@@ -325,7 +332,7 @@ class SightingPipeline:
                             width = %s, height = %s, media_type = coalesce(media_type, %s)
                         where sha256 = %s
                         """,
-                        (FINGERPRINT_VERSION, size[0], size[1], item.media_type, sha),
+                        (IDENTIFY_VERSION, size[0], size[1], item.media_type, sha),
                     )
                 sighting = conn.execute(
                     """
@@ -441,7 +448,7 @@ class SightingPipeline:
             extra={
                 "crawler": {
                     "user_agent": spider.config.user_agent,
-                    "matcher_version": FINGERPRINT_VERSION,
+                    "matcher_version": IDENTIFY_VERSION,
                 }
             },
         )

@@ -30,7 +30,14 @@ from matcher.hashing import CURRENT_VERSIONS, query_fingerprints
 from matcher.index import HammingIndex
 from store.db import Database
 
-__all__ = ["Match", "PageInfo", "ReferenceIndex", "Thresholds", "confidence_of"]
+__all__ = [
+    "IDENTIFY_VERSION",
+    "Match",
+    "PageInfo",
+    "ReferenceIndex",
+    "Thresholds",
+    "confidence_of",
+]
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,14 @@ class Thresholds:
 
     review: float = robust.THRESHOLD
     confident: float = 3.0
+
+
+# What identified a crawled image: every fingerprint version and the default thresholds. An image
+# identified under another value is identified again (crawler pipeline, images.identified_with).
+IDENTIFY_VERSION = "+".join(
+    [f"{kind}:{version}" for kind, version in CURRENT_VERSIONS.items()]
+    + [f"review>{Thresholds().review}", f"confident>{Thresholds().confident}"]
+)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         description="Content-addressed store of registered page images (shown to reviewers, "
         "re-hashed by `mamoru works refingerprint`). Unset: data_dir/pages.",
     )
+    match_processes: int = Field(
+        default=0,
+        ge=0,
+        description="Processes that fingerprint crawled images during a crawl (0: one per core).",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
     broker_url: str | None = Field(
         default=None,
