@@ -41,6 +41,10 @@ def worker(state: Context, processes: int, threads: int, queues: tuple[str, ...]
     args += ["--processes", str(processes), "--threads", str(threads)]
     for queue in queues:
         args += ["--queues", queue]
+    if state.settings.worker_metrics_port is not None:
+        # Read by Dramatiq's metrics server, which runs in a process of its own supervisor.
+        os.environ["dramatiq_prom_port"] = str(state.settings.worker_metrics_port)  # noqa: SIM112
+        os.environ.setdefault("dramatiq_prom_host", "127.0.0.1")
     sys.stdout.flush()
     sys.stderr.flush()
     # Replaced by Dramatiq's own supervisor: signals and exit codes are Dramatiq's.

@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Processes that fingerprint crawled images during a crawl (0: one per core).",
     )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port on which `mamoru worker` serves Prometheus metrics (Dramatiq's "
+        "middleware: messages, errors, durations). Unset: no metrics endpoint.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
     broker_url: str | None = Field(
         default=None,

@@ -9,6 +9,8 @@ before ``takedown.actors`` is imported (``takedown.actors`` calls it itself).
 
 from __future__ import annotations
 
+import os
+
 import dramatiq
 import psycopg
 from dramatiq.broker import Broker
@@ -53,6 +55,19 @@ def setup_broker(settings: Settings | None = None) -> Broker:
     """Install the configured broker as Dramatiq's global broker, once per process."""
     global _installed
     if _installed is None:
-        _installed = make_broker(settings or get_settings())
+        settings = settings or get_settings()
+        _installed = make_broker(settings)
+        if settings.worker_metrics_port is not None:
+            _add_metrics(_installed, settings.worker_metrics_port)
         dramatiq.set_broker(_installed)
     return _installed
+
+
+def _add_metrics(broker: Broker, port: int) -> None:
+    # Dramatiq's middleware reads its port when its module is imported; the worker's
+    # supervisor serves the merged metrics of all worker processes there.
+    os.environ["dramatiq_prom_port"] = str(port)  # noqa: SIM112 (Dramatiq's own name)
+    os.environ.setdefault("dramatiq_prom_host", "127.0.0.1")
+    from dramatiq.middleware.prometheus import Prometheus
+
+    broker.add_middleware(Prometheus())

@@ -272,3 +272,43 @@ def test_real_worker_composes_and_sends_through_the_postgres_broker(
                 worker.communicate()
         time.sleep(0.5)
         assert len(sink.messages) == 1  # sent once
+
+
+@pytest.mark.slow
+def test_worker_serves_prometheus_metrics(db_url: str, tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = _worker_env(db_url, tmp_path / "data", "smtp://127.0.0.1:9/?starttls=off")
+    env["MAMORU_WORKER_METRICS_PORT"] = str(port)
+    env["dramatiq_prom_db"] = str(tmp_path / "prometheus")
+    worker = subprocess.Popen(
+        [MAMORU, "worker", "--processes", "1", "--threads", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        # One message through the worker, so that there is something to count.
+        enqueue = subprocess.run(
+            [MAMORU, "notices", "compose", "--enqueue"], env=env, capture_output=True, timeout=120
+        )
+        assert enqueue.returncode == 0, enqueue.stderr
+        deadline = time.monotonic() + 60
+        body = ""
+        while "dramatiq_messages_total" not in body and time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    body = r.read().decode()
+            except OSError:
+                continue
+        assert 'dramatiq_messages_total{actor_name="compose",queue_name="notices"}' in body, body
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+        worker.communicate(timeout=60)
