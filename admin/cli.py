@@ -120,6 +120,7 @@ from admin import (  # noqa: E402, F401
     cli_crawl,
     cli_db,
     cli_demo,
+    cli_followup,
     cli_match,
     cli_notices,
     cli_publishers,

@@ -10,7 +10,7 @@ import click
 from admin.cli import Context, cli, pass_context, user_errors
 from takedown.broker import describe_broker
 
-QUEUES = ("crawl", "notices")
+QUEUES = ("crawl", "notices", "followup")
 
 
 @cli.command()

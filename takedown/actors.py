@@ -96,8 +96,14 @@ def send_notice(notice_id: int) -> None:
 
 
 @dramatiq.actor(queue_name="notices", max_retries=0, time_limit=5 * MINUTE_MS)
-def sweep() -> None:
-    """Enqueue a send for every notice approved or queued for a while but not sent."""
+def sweep(older_than_seconds: float | None = None) -> None:
+    """Enqueue a send for every notice approved or queued for a while but not sent.
+
+    "A while" is ``SWEEP_AFTER`` unless ``older_than_seconds`` says otherwise (tests and an
+    operator recovering at once pass 0). Sweeping a notice that is being sent is harmless: the
+    send finds its row locked and skips.
+    """
+    interval = SWEEP_AFTER if older_than_seconds is None else f"{float(older_than_seconds)} s"
     with _db().connection() as conn:
         rows = conn.execute(
             """
@@ -106,7 +112,11 @@ def sweep() -> None:
               and state_changed_at < now() - %s::interval
             order by id
             """,
-            (SWEEP_AFTER,),
+            (interval,),
         ).fetchall()
     for (notice_id,) in rows:
         send_notice.send(int(notice_id))
+
+
+# Follow-up actors (rechecks, escalation) live beside these; importing declares them.
+from takedown import actors_followup  # noqa: E402, F401

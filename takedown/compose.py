@@ -41,7 +41,16 @@ from takedown.notice_content import (
 from takedown.recipients import recipients_for_site
 from takedown.states import record_event, transition
 
-__all__ = ["ComposeReport", "FloodGuard", "compose_notices", "notice_content", "reference_of"]
+__all__ = [
+    "Candidate",
+    "ComposeReport",
+    "FloodGuard",
+    "compose_notices",
+    "draft_notice",
+    "finish_notice",
+    "notice_content",
+    "reference_of",
+]
 
 MESSAGE_ID_DOMAIN = "notices.mamoru.invalid"
 
@@ -68,7 +77,7 @@ class ComposeReport:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
     match_id: int
     publisher_id: int
     work_id: int
@@ -91,7 +100,7 @@ def compose_notices(db: Database, *, guard: FloodGuard = FloodGuard()) -> Compos
         report.allowlisted = _apply_allowlist(conn)
         candidates = _approved_unlisted(conn)
         flooded = _flooded_works(conn, candidates, guard)
-        groups: dict[tuple[int, int], list[_Candidate]] = defaultdict(list)
+        groups: dict[tuple[int, int], list[Candidate]] = defaultdict(list)
         recipients_by_site: dict[int, int | None] = {}
         for candidate in candidates:
             if candidate.site_id not in recipients_by_site:
@@ -105,11 +114,12 @@ def compose_notices(db: Database, *, guard: FloodGuard = FloodGuard()) -> Compos
             groups[(candidate.publisher_id, recipient_id)].append(candidate)
         for (publisher_id, recipient_id), items in groups.items():
             held = sorted({flooded[c.work_id] for c in items if c.work_id in flooded})
-            notice_id = _draft(conn, publisher_id, recipient_id, items, "; ".join(held) or None)
+            reason = "; ".join(held) or None
+            notice_id = draft_notice(conn, publisher_id, recipient_id, items, reason)
             report.notices.append(notice_id)
             if held:
                 report.held.append(notice_id)
-            elif not _finish(conn, notice_id):
+            elif not finish_notice(conn, notice_id):
                 report.invalid.append(notice_id)
     return report
 
@@ -207,7 +217,7 @@ def _apply_allowlist(conn: Connection[Any]) -> int:
     return count
 
 
-def _approved_unlisted(conn: Connection[Any]) -> list[_Candidate]:
+def _approved_unlisted(conn: Connection[Any]) -> list[Candidate]:
     rows = conn.execute(
         """
         select m.id, w.publisher_id, w.id, s.site_id, s.page_url, s.image_url
@@ -221,12 +231,12 @@ def _approved_unlisted(conn: Connection[Any]) -> list[_Candidate]:
         """
     ).fetchall()
     return [
-        _Candidate(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), str(r[5])) for r in rows
+        Candidate(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), str(r[5])) for r in rows
     ]
 
 
 def _flooded_works(
-    conn: Connection[Any], candidates: Sequence[_Candidate], guard: FloodGuard
+    conn: Connection[Any], candidates: Sequence[Candidate], guard: FloodGuard
 ) -> dict[int, str]:
     batch: dict[int, int] = defaultdict(int)
     for c in candidates:
@@ -266,11 +276,11 @@ def _recipient_for(conn: Connection[Any], site_id: int) -> int | None:
     return None
 
 
-def _draft(
+def draft_notice(
     conn: Connection[Any],
     publisher_id: int,
     recipient_id: int,
-    items: Sequence[_Candidate],
+    items: Sequence[Candidate],
     held_reason: str | None,
 ) -> int:
     row = conn.execute(
@@ -381,7 +391,7 @@ def deployment_secret(conn: Connection[Any]) -> bytes:
     return bytes(row[0])
 
 
-def _finish(conn: Connection[Any], notice_id: int) -> bool:
+def finish_notice(conn: Connection[Any], notice_id: int) -> bool:
     """Render and validate; approve the notice for sending when it is complete."""
     content = notice_content(conn, notice_id)
     problems = validate(content)
@@ -424,4 +434,4 @@ def release(conn: Connection[Any], notice_id: int, *, user_id: int | None, actor
     if row is None:
         return False
     record_event(conn, "notice", notice_id, "released", actor=actor, user_id=user_id)
-    return _finish(conn, notice_id)
+    return finish_notice(conn, notice_id)
