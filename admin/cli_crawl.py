@@ -72,14 +72,34 @@ def describe(summary: CrawlSummary) -> str:
     type=click.Choice(RENDERING_MODES),
     help="Rendering for this crawl only (default: the site's policy).",
 )
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Have a worker crawl it (through the broker) instead of crawling here.",
+)
 @pass_context
 def crawl(
-    state: Context, site: str, as_json: bool, max_pages: int | None, rendering: str | None
+    state: Context,
+    site: str,
+    as_json: bool,
+    max_pages: int | None,
+    rendering: str | None,
+    enqueue: bool,
 ) -> None:
     """Crawl SITE once in the foreground and print what was found.
 
     Exit status 1 when the crawl failed.
     """
+    if enqueue:
+        if max_pages is not None or rendering is not None:
+            raise click.UsageError("--max-pages and --rendering apply to foreground crawls only")
+        with user_errors():
+            target = get_site(state.db(), site)
+        from takedown import actors
+
+        actors.crawl_site.send(target.id, "manual")
+        click.echo(f"crawl of {target.name} enqueued")
+        return
     overrides: dict[str, Any] = {}
     if max_pages is not None:
         overrides["max_pages"] = max_pages
