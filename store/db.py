@@ -44,6 +44,9 @@ class Database:
                 timeout=self._timeout,
                 open=False,
                 name="mamoru",
+                # A connection the server dropped (restart, failover, idle timeout) is replaced
+                # when taken from the pool, instead of failing the job that took it.
+                check=ConnectionPool.check_connection,
             )
             self._pool_pid = os.getpid()
             try:

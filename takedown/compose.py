@@ -28,7 +28,7 @@ from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from store.db import Database
-from takedown.formats import render, validate
+from takedown.formats import NoticeIncomplete, render
 from takedown.mail import make_message_id
 from takedown.notice_content import (
     EvidenceRef,
@@ -394,8 +394,11 @@ def deployment_secret(conn: Connection[Any]) -> bytes:
 def finish_notice(conn: Connection[Any], notice_id: int) -> bool:
     """Render and validate; approve the notice for sending when it is complete."""
     content = notice_content(conn, notice_id)
-    problems = validate(content)
-    if problems:
+    try:
+        # render() validates what it rendered: one rendering, not one to check and one to keep.
+        rendered = render(content)
+    except NoticeIncomplete as exc:
+        problems = list(exc.problems)
         conn.execute(
             "update notices set last_error = %s where id = %s",
             ("refused by the validator: " + "; ".join(p.message for p in problems), notice_id),
@@ -408,7 +411,6 @@ def finish_notice(conn: Connection[Any], notice_id: int) -> bool:
             details={"problems": [p.message for p in problems]},
         )
         return False
-    rendered = render(content)
     message_id = make_message_id(notice_id, salt=deployment_secret(conn), domain=MESSAGE_ID_DOMAIN)
     conn.execute(
         """

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -184,8 +184,8 @@ def serve(
         if stop.wait(standby_poll_seconds):
             return
     say("scheduler active")
+    scheduler = BackgroundScheduler(timezone="UTC")
     try:
-        scheduler = BlockingScheduler(timezone="UTC")
         installed: dict[str, str] = {}
 
         def install() -> None:
@@ -214,15 +214,12 @@ def serve(
         install()
         # Sites added or rescheduled while running are picked up at the next reload.
         scheduler.add_job(install, IntervalTrigger(seconds=reload_seconds), id="reload")
-
-        def watchdog() -> None:
-            while not stop.wait(1.0):
-                if not lock.held():
-                    say("lost the scheduler lock (database connection gone); stopping")
-                    break
-            scheduler.shutdown(wait=False)
-
-        threading.Thread(target=watchdog, daemon=True).start()
         scheduler.start()
+        while not stop.wait(1.0):
+            if not lock.held():
+                say("lost the scheduler lock (database connection gone); stopping")
+                break
     finally:
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
         lock.release()

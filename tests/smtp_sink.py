@@ -243,7 +243,9 @@ class SmtpSink:
         elif self.tls == "implicit":
             kwargs["ssl_context"] = server_context
 
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        # IPPROTO_TCP, not 0: asyncio only turns Nagle off for sockets that say they are TCP.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.bind((self.host, 0))
             sock.listen(16)
