@@ -23,6 +23,8 @@ bench: install
 	$(VENV)/bin/python bench/matching_speed.py
 	$(VENV)/bin/python bench/matching_quality.py
 	$(VENV)/bin/python bench/crawl_speed.py
+	$(VENV)/bin/python bench/notices_speed.py
+	$(VENV)/bin/python bench/notices_soak.py --trials 20
 
 lint: install
 	$(VENV)/bin/ruff check .
