@@ -126,6 +126,8 @@ from admin import (  # noqa: E402, F401
     cli_publishers,
     cli_scheduler,
     cli_sites,
+    cli_users,
+    cli_web,
     cli_worker,
     cli_works,
 )

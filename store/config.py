@@ -171,6 +171,10 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def evidence_path(self) -> Path:
+        return self.evidence_dir if self.evidence_dir is not None else self.data_dir / "evidence"
+
+    @property
     def page_store_path(self) -> Path:
         return self.page_store_dir if self.page_store_dir is not None else self.data_dir / "pages"
 

@@ -21,6 +21,7 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from crawler.evidence import EvidenceStore
 from store.config import Settings
 from store.db import Database
 from takedown.compose import MESSAGE_ID_DOMAIN, deployment_secret, host_of, on_domain
@@ -30,7 +31,7 @@ from takedown.delivery import (
     Sender,
     TransientDeliveryError,
 )
-from takedown.mail import build_message
+from takedown.mail import Attachment, attachments_fit, build_message
 from takedown.states import record_event, transition
 
 __all__ = ["SendOutcome", "send_notice"]
@@ -80,6 +81,7 @@ def send_notice(db: Database, notice_id: int, sender: Sender, settings: Settings
             if state == "approved":
                 transition(conn, notice_id, "approved", "queued", actor="worker")
             message = build_message(
+                attachments=_screenshots(conn, notice_id, settings),
                 notice_id=notice_id,
                 subject=subject,
                 text=text,
@@ -102,6 +104,41 @@ def send_notice(db: Database, notice_id: int, sender: Sender, settings: Settings
     except PermanentDeliveryError as exc:
         _record_failure(db, notice_id, exc, permanent=True)
         return SendOutcome(notice_id, "failed", str(exc))
+
+
+def _screenshots(conn: Connection[Any], notice_id: int, settings: Settings) -> list[Attachment]:
+    """Screenshots of the infringing pages, from the evidence store, as many as fit the size
+    cap (in item order); the notice lists every item's evidence reference either way."""
+    refs = [
+        str(r[0])
+        for r in conn.execute(
+            """
+            select s.evidence_ref from notice_items i
+            join matches m on m.id = i.match_id
+            join sightings s on s.id = m.sighting_id
+            where i.notice_id = %s and s.evidence_ref is not null
+            group by s.evidence_ref order by min(i.id)
+            """,
+            (notice_id,),
+        )
+    ]
+    store = EvidenceStore(settings.evidence_path)
+    attachments: list[Attachment] = []
+    seen: set[str] = set()
+    for ref in refs:
+        try:
+            shot = (store.manifest(ref).get("page") or {}).get("screenshot") or {}
+            digest = str(shot.get("sha256", ""))
+            if not digest or digest in seen or not store.has(digest):
+                continue
+            candidate = Attachment(store.read(digest), f"page-{len(seen) + 1}.png", "image/png")
+        except (OSError, ValueError):
+            continue  # evidence missing or unreadable here: the reference is still listed
+        if not attachments_fit([*attachments, candidate]):
+            break
+        attachments.append(candidate)
+        seen.add(digest)
+    return attachments
 
 
 def _now_allowlisted(conn: Connection[Any], notice_id: int) -> str | None:

@@ -7,6 +7,7 @@ real `mamoru worker` process consuming from the PostgreSQL broker.
 from __future__ import annotations
 
 import email
+import email.policy
 import os
 import signal
 import subprocess
@@ -312,3 +313,37 @@ def test_worker_serves_prometheus_metrics(db_url: str, tmp_path: Path) -> None:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGTERM)
         worker.communicate(timeout=60)
+
+
+def test_page_screenshots_are_attached_from_the_evidence_store(
+    db: Database, tmp_path: Path
+) -> None:
+    import io
+
+    from PIL import Image
+
+    from crawler.evidence import EvidenceStore
+    from store.config import load_settings
+
+    settings = load_settings(evidence_dir=tmp_path / "evidence")
+    store = EvidenceStore(settings.evidence_path)
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), "white").save(png, "PNG")
+    shot = store.put(png.getvalue(), "image/png")
+    manifest = store.put_manifest({"page": {"screenshot": shot.as_json()}})
+    s = build(db, tmp_path)
+    [first, _] = two_matches(db, s)
+    with db.connection() as conn:
+        conn.execute(
+            "update sightings set evidence_ref = %s where id = "
+            "(select sighting_id from matches where id = %s)",
+            (manifest, first),
+        )
+    [notice_id] = compose_notices(db).notices
+    with SmtpSink() as sink:
+        assert send_notice(db, notice_id, SmtpSender(sink.url()), settings).result == "sent"
+        [captured] = sink.wait_for(1)
+    message = email.message_from_bytes(captured.data, policy=email.policy.default)
+    [attachment] = list(message.iter_attachments())  # the other item's evidence is not stored
+    assert attachment.get_content_type() == "image/png"
+    assert attachment.get_content() == png.getvalue()

@@ -1,0 +1,1 @@
+"""SQL of the web admin, one module per area; every query takes the user's scope."""
