@@ -40,9 +40,9 @@ def test_demo_runs_the_whole_job_and_is_repeatable(tmp_path: Path) -> None:
     total_pages = sum(w.pages for w in SAMPLE_WORKS)
     assert f"{len(SAMPLE_WORKS)} sample work(s), {total_pages} page(s)" in out
     assert "sample pirate site MangaFX serving at http://127.0.0.1:" in out
-    assert "crawl 1: finished  pages    9  images   59  matches   16" in out
+    assert "crawl 1: finished  pages    9  images   65  matches   22" in out
     # Full-size copies are auto-approved and noticed; thumbnails wait for review.
-    assert re.search(r"matches +16: 12 auto-approved .*, 4 waiting for review", out), out
+    assert re.search(r"matches +22: 17 auto-approved .*, 5 waiting for review", out), out
     assert re.search(r"notices +1 drafted, 1 sent to the outbox", out), out
     [eml] = (tmp_path / "outbox").glob("*.eml")  # nothing left the machine
     notice = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
@@ -56,7 +56,7 @@ def test_demo_runs_the_whole_job_and_is_repeatable(tmp_path: Path) -> None:
     assert second.stdout.count("already registered") == len(SAMPLE_WORKS)
     assert "crawl 2: finished" in second.stdout
     # The same copies at the same URLs: nothing new to review or to notice.
-    assert re.search(r"matches +16: 12 auto-approved", second.stdout), second.stdout
+    assert re.search(r"matches +22: 17 auto-approved", second.stdout), second.stdout
     assert re.search(r"notices +1 drafted, 1 sent", second.stdout), second.stdout
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
 

@@ -186,7 +186,7 @@ def test_production_configuration_end_to_end(services: dict[str, Any]) -> None:
         # The operator reviews every match through the API.
         pending = api("GET", "/matches?state=pending&limit=500")
         matches = pending["matches"] if isinstance(pending, dict) else pending
-        assert len(matches) == 16
+        assert len(matches) == 22  # 14 copies on pages, 2 covers seen twice, 6 in the CBZ
         for match in matches:
             decided = api("POST", f"/matches/{match['id']}/decision", {"decision": "approve"})
             assert decided["review_state"] == "approved"
@@ -220,7 +220,7 @@ def test_production_configuration_end_to_end(services: dict[str, Any]) -> None:
         assert items[site.url(REMOVED)] == "removed"
         assert all(s != "removed" for url, s in items.items() if url != site.url(REMOVED))
         assert state == ("sent",)  # not every copy is gone
-        assert counts is not None and counts[0] == 16 and counts[1] == 1 and counts[2] >= len(items)
+        assert counts is not None and counts[0] == 22 and counts[1] == 1 and counts[2] >= len(items)
         assert len(sink.messages) == 1  # one notice, sent once
         for process in processes:
             assert process.poll() is None, "a service died"

@@ -130,10 +130,12 @@ def scrambled(img: Image.Image, grid: tuple[int, int], order: Sequence[int]) -> 
 def cbz(pages: Sequence[tuple[str, bytes]], comic_info: str) -> bytes:
     """A comic book archive: page files in reading order plus ComicInfo.xml."""
     buffer = io.BytesIO()
+    # Fixed timestamps: the same archive byte for byte every time it is built, as a file on a
+    # real server would be (so a recrawl gets 304 Not Modified, not a "new" archive).
+    stamp = (2024, 3, 2, 21, 14, 0)
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in pages:
-            archive.writestr(name, data)
-        archive.writestr("ComicInfo.xml", comic_info)
+        for name, data in [*pages, ("ComicInfo.xml", comic_info.encode())]:
+            archive.writestr(zipfile.ZipInfo(name, date_time=stamp), data)
     return buffer.getvalue()
 
 

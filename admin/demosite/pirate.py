@@ -16,6 +16,7 @@ URL                                copies                           how
 /covers/moonlit-harbor.jpg         Moonlit Harbor, Vol. 1 p.1       200 px thumbnail, q75
 /covers/steel-garden.jpg           Steel Garden, Vol. 3 p.1         200 px thumbnail, q75
 /art/last-lantern.jpg              The Last Lantern (illustration)  60 %, q70, watermark
+/dl/moonlit-harbor-vol1.cbz#*.jpg  Moonlit Harbor, Vol. 1 pp.1-6    the chapter scans, zipped
 =================================  ===============================  =====================
 
 Not copies: ``/cdn/neon-drifters/1/*`` and its cover (an original series), ``/art/fanart-*``,
@@ -92,6 +93,17 @@ PAGES.forEach((src, i) => {
 """
 
 
+ARCHIVE_SERIES = "moonlit-harbor"
+ARCHIVE_PATH = "/dl/moonlit-harbor-vol1.cbz"
+
+
+def _comic_info(name: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<ComicInfo><Series>'
+        f"{escape(name)}</Series><Volume>1</Volume><Manga>YesAndRightToLeft</Manga></ComicInfo>\n"
+    )
+
+
 def _chapter_page(series: Series, number: int) -> bytes:
     img = images.page(series.source, number)
     small = images.scaled(img, round(img.width * PAGE_SCALE))
@@ -119,10 +131,12 @@ def pirate_site(port: int = 0) -> tuple[Site, Expected]:
     Must find: 9 pages (home, 3 series, 4 chapters, art) and every image, including the
     chapter pages, which only the reader's script names (``browser_only``) and which load as
     they scroll into view (from the third page of a chapter on, ``below_fold`` for viewports
-    up to 1500 px tall); ``/cdn/`` answers 403 without a Referer from this site.
+    up to 1500 px tall); ``/cdn/`` answers 403 without a Referer from this site. The Moonlit
+    Harbor page links the volume as a CBZ of the same scans (``archives``).
     """
     b = SiteBuilder("pirate", port)
     site = b.site
+    archives: dict[str, int] = {}
     every: list[str] = []
     pages: list[str] = []
     browser_only: list[str] = []
@@ -188,10 +202,31 @@ def pirate_site(port: int = 0) -> tuple[Site, Expected]:
             f'<li><a href="/manga/{series.slug}/chapter-{c}/">Chapter {c}</a></li>\n'
             for c in reversed(chapters)
         )
+        download = ""
+        if series.slug == ARCHIVE_SERIES:
+            # The whole volume repackaged as a CBZ: the same scans as the reader's, zipped.
+            members = [
+                (f"{series.slug}-{position:03d}.jpg", _chapter_page(series, number))
+                for position, number in enumerate(
+                    (n for _, numbers in series.chapters for n in numbers), start=1
+                )
+            ]
+            archive_url = b.raw(
+                ARCHIVE_PATH,
+                images.cbz(members, _comic_info(series.name)),
+                "application/vnd.comicbook+zip",
+            )
+            archives[archive_url] = len(members)
+            numbers_in_order = [n for _, numbers in series.chapters for n in numbers]
+            for (name, _), number in zip(members, numbers_in_order, strict=True):
+                b.copies[f"{archive_url}#{name}"] = SampleRef(
+                    series.source, number, PAGE_TRANSFORM + ", in a CBZ"
+                )
+            download = f'<p><a href="{ARCHIVE_PATH}">Download the whole volume (CBZ)</a></p>\n'
         main = (
             f'<h1>{escape(series.name)}</h1>\n<img src="{cover_path}" alt="cover">\n'
             f"<p>Read {escape(series.name)} raw and translated, free.</p>\n"
-            f"<ul>\n{chapter_links}</ul>"
+            f"{download}<ul>\n{chapter_links}</ul>"
         )
         pages.append(_layout(b, f"/manga/{series.slug}/", series.name, main))
 
@@ -224,6 +259,7 @@ def pirate_site(port: int = 0) -> tuple[Site, Expected]:
         browser_only=frozenset(browser_only),
         below_fold=frozenset(below_fold),
         hotlinked=frozenset(cdn),
+        archives=archives,
         copies=b.copies,
     )
     return b.site, expected
