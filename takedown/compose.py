@@ -137,7 +137,14 @@ def _auto_approve(conn: Connection[Any]) -> int:
         """
     ).fetchall()
     for match_id, confidence, minimum in rows:
-        _match_event(conn, match_id, "pending", "approved", "auto_approved", confidence, minimum)
+        _match_event(
+            conn,
+            match_id,
+            "pending",
+            "approved",
+            "auto_approved",
+            {"confidence": float(confidence), "publisher_minimum": float(minimum)},
+        )
     return len(rows)
 
 
@@ -147,19 +154,14 @@ def _match_event(
     from_state: str,
     to_state: str,
     reason: str,
-    *args: Any,
+    details: dict[str, Any],
 ) -> None:
-    details: dict[str, Any] = {"reason": reason}
-    if reason == "auto_approved":
-        details |= {"confidence": float(args[0]), "publisher_minimum": float(args[1])}
-    elif reason == "allowlisted":
-        details |= {"domain": args[0]}
     conn.execute(
         """
         insert into events (subject_type, subject_id, event_type, from_state, to_state, details)
         values ('match', %s, %s, %s, %s, %s)
         """,
-        (match_id, reason, from_state, to_state, Jsonb(details)),
+        (match_id, reason, from_state, to_state, Jsonb({"reason": reason, **details})),
     )
 
 
@@ -212,7 +214,7 @@ def _apply_allowlist(conn: Connection[Any]) -> int:
             "update matches set review_state = 'licensed', reviewed_at = now() where id = %s",
             (match_id,),
         )
-        _match_event(conn, match_id, state, "licensed", "allowlisted", licensed)
+        _match_event(conn, match_id, state, "licensed", "allowlisted", {"domain": licensed})
         count += 1
     return count
 

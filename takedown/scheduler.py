@@ -188,8 +188,8 @@ def serve(
     try:
         installed: dict[str, str] = {}
 
-        def install() -> None:
-            jobs = build_jobs(db)
+        def install(jobs: list[Job] | None = None) -> None:
+            jobs = build_jobs(db) if jobs is None else jobs
             wanted = {job.key: job for job in jobs}
             for key in set(installed) - set(wanted):
                 scheduler.remove_job(key)
@@ -210,8 +210,9 @@ def serve(
                 )
                 installed[key] = fingerprint
 
-        catch_up(db, build_jobs(db), enqueue)
-        install()
+        jobs = build_jobs(db)
+        catch_up(db, jobs, enqueue)
+        install(jobs)
         # Sites added or rescheduled while running are picked up at the next reload.
         scheduler.add_job(install, IntervalTrigger(seconds=reload_seconds), id="reload")
         scheduler.start()

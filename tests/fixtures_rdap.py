@@ -8,6 +8,7 @@ a time, and every request is recorded so a test can prove nothing was asked.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import socket
 import threading
@@ -182,3 +183,26 @@ def ip_answer(start: str, end: str, name: str, *entities: dict[str, Any]) -> dic
         "name": name,
         "entities": list(entities),
     }
+
+
+def guard_loopback(monkeypatch: Any) -> None:
+    """For the rest of the test, any connection or name lookup beyond loopback fails it, so a
+    bug that would reach the Internet fails loudly instead."""
+    real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
+
+    def connect(self: socket.socket, address: Any) -> None:
+        inet = self.family in (socket.AF_INET, socket.AF_INET6)
+        if inet and not ipaddress.ip_address(address[0].split("%", 1)[0]).is_loopback:
+            raise AssertionError(f"test tried to connect to {address!r}")
+        real_connect(self, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            ipaddress.ip_address(str(host))
+        except ValueError:
+            raise socket.gaierror(socket.EAI_NONAME, f"no DNS in tests: {host!r}") from None
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)

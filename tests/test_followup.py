@@ -13,7 +13,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import io
-import ipaddress
 import json
 import os
 import socket
@@ -48,7 +47,15 @@ from takedown.followup import (
 from takedown.probe import ProbeLimits, Prober
 from takedown.recheck import recheck_notice
 from takedown.send import send_notice
-from tests.fixtures_rdap import FixtureServer, bootstrap, entity, ip_answer, serving, vcard
+from tests.fixtures_rdap import (
+    FixtureServer,
+    bootstrap,
+    entity,
+    guard_loopback,
+    ip_answer,
+    serving,
+    vcard,
+)
 from tests.takedown_data import Scenario, add_match, build
 
 H = dt.timedelta(hours=1)
@@ -60,24 +67,7 @@ DAY = dt.timedelta(days=1)
 
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_connect = socket.socket.connect
-    real_getaddrinfo = socket.getaddrinfo
-
-    def connect(self: socket.socket, address: Any) -> None:
-        inet = self.family in (socket.AF_INET, socket.AF_INET6)
-        if inet and not ipaddress.ip_address(address[0].split("%", 1)[0]).is_loopback:
-            raise AssertionError(f"test tried to connect to {address!r}")
-        real_connect(self, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            ipaddress.ip_address(str(host))
-        except ValueError:
-            raise socket.gaierror(socket.EAI_NONAME, f"no DNS in tests: {host!r}") from None
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    guard_loopback(monkeypatch)
 
 
 @pytest.fixture(autouse=True)

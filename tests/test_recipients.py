@@ -7,8 +7,6 @@ the Internet fails loudly instead.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -38,6 +36,7 @@ from tests.fixtures_rdap import (
     bootstrap,
     domain_answer,
     entity,
+    guard_loopback,
     ip_answer,
     serving,
     vcard,
@@ -60,24 +59,7 @@ Preferred-Languages: en, ja
 
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_connect = socket.socket.connect
-    real_getaddrinfo = socket.getaddrinfo
-
-    def connect(self: socket.socket, address: Any) -> None:
-        inet = self.family in (socket.AF_INET, socket.AF_INET6)
-        if inet and not ipaddress.ip_address(address[0].split("%", 1)[0]).is_loopback:
-            raise AssertionError(f"test tried to connect to {address!r}")
-        real_connect(self, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            ipaddress.ip_address(str(host))
-        except ValueError:
-            raise socket.gaierror(socket.EAI_NONAME, f"no DNS in tests: {host!r}") from None
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    guard_loopback(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
