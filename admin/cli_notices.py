@@ -1,4 +1,5 @@
-"""``mamoru notices``: compose, list, show, render, send and export takedown notices."""
+"""``mamoru notices``: compose, list, show, render, send and export takedown notices, and
+check the SMTP relay."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 
 from admin.cli import Context, cli, emit_json, pass_context, user_errors
 from takedown.compose import compose_notices, notice_content, release
-from takedown.delivery import sender_from_settings
+from takedown.delivery import DeliveryError, SmtpSender, sender_from_settings
 from takedown.exports import lumen_json, search_engine_csv
 from takedown.send import send_notice
 
@@ -149,6 +150,27 @@ def notices_send(state: Context, notice_ids: tuple[int, ...]) -> None:
         failed |= outcome.result == "failed"
     if failed:
         raise SystemExit(1)
+
+
+@notices.command("check-relay")
+@pass_context
+def notices_check_relay(state: Context) -> None:
+    """Log in to the configured SMTP relay and out again, sending nothing."""
+    settings = state.settings
+    if not settings.smtp_url:
+        click.echo(
+            f"no relay configured (MAMORU_SMTP_URL unset): notices are written to "
+            f"{settings.outbox_path} and nothing leaves this machine"
+        )
+        return
+    with user_errors():
+        sender = SmtpSender(settings.smtp_url)
+    try:
+        click.echo(f"relay OK: {sender.check()}; notices are sent from {settings.mail_from}")
+    except DeliveryError as exc:
+        kind = "permanent" if exc.permanent else "transient: try again later"
+        click.echo(f"relay check failed ({kind}): {exc}", err=True)
+        raise SystemExit(1) from None
 
 
 @notices.command("export")

@@ -15,9 +15,11 @@ Per trial and in total it prints: notices, sent, lost (never sent: must be 0), d
 (notices the SMTP server accepted more than once) and whether every duplicate carried the
 notice's own Message-ID and was explained by the kill: its earlier copy was caught between the
 server's acceptance and the worker's commit (accepted before the killed worker was gone, or
-accepted without its client hearing the 250). The kill's moment is shown as the sink saw it:
-``accept`` (a message waiting to be accepted), ``reply`` (an accepted message waiting for its
-reply: a duplicate is then unavoidable), ``both``, or ``idle``.
+accepted without its client hearing the 250), and whether Mamoru itself recorded each one as a
+possible duplicate (an attempt without outcome before the copy that was committed). The kill's
+moment is shown as the sink saw it: ``accept`` (a message waiting to be accepted), ``reply``
+(an accepted message waiting for its reply: a duplicate is then unavoidable), ``both``, or
+``idle``.
 
 The database is an embedded PostgreSQL in a temporary folder, or a scratch database on the
 server of ``MAMORU_DATABASE_URL`` when that is set. ``--broker redis`` or ``rabbitmq`` uses this
@@ -66,6 +68,7 @@ class Trial:
     duplicates: int
     same_message_id: int  # duplicates whose every copy carried the notice's Message-ID
     explained: int  # duplicates whose earlier copy was accepted before the kill
+    flagged: int  # duplicates Mamoru recorded as possible duplicates (a possible_duplicate event)
     kill_phase: str
     kill_after: float  # seconds after sending began
     recovery: float  # seconds from the kill until every notice was sent
@@ -80,6 +83,7 @@ class Trial:
             self.lost == 0
             and self.same_message_id == self.duplicates
             and self.explained == self.duplicates
+            and self.flagged == self.duplicates
         )
 
 
@@ -95,6 +99,17 @@ def trial_notices(db: Database, match_ids: list[int]) -> dict[int, tuple[str, st
             (match_ids,),
         ).fetchall()
     return {int(i): (str(s), str(m)) for i, s, m in rows}
+
+
+def possible_duplicates(db: Database, notice_ids: list[int]) -> set[int]:
+    """Those of ``notice_ids`` whose send recorded a possible duplicate."""
+    with db.connection() as conn:
+        rows = conn.execute(
+            "select subject_id from events where subject_type = 'notice' "
+            "and event_type = 'possible_duplicate' and subject_id = any(%s)",
+            (notice_ids,),
+        ).fetchall()
+    return {int(r[0]) for r in rows}
 
 
 def run_trial(
@@ -151,7 +166,8 @@ def run_trial(
     recovery = time.monotonic() - kill.signalled
 
     groups = sink.by_notice()
-    duplicates = same = explained = 0
+    duplicates = same = explained = flagged = 0
+    flagged_ids = possible_duplicates(db, list(found))
     for notice_id, (_, message_id) in found.items():
         copies: list[AcceptedMessage] = groups.get(str(notice_id), [])
         if len(copies) <= 1:
@@ -159,6 +175,8 @@ def run_trial(
         duplicates += 1
         if {c.message_id for c in copies} == {message_id}:
             same += 1
+        if notice_id in flagged_ids:
+            flagged += 1
         # The earlier copy was caught by the kill: accepted before the worker was gone, or
         # its client gone before the 250 went out (the sink may take a message a few ms after
         # the process died, before it reads the closed connection); the later one came after.
@@ -184,6 +202,7 @@ def run_trial(
         duplicates=duplicates,
         same_message_id=same,
         explained=explained,
+        flagged=flagged,
         kill_phase=phase,
         kill_after=kill.signalled - began,
         recovery=recovery,
@@ -227,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             header = (
                 f"{'trial':>5} {'notices':>7} {'sent':>5} {'lost':>4} {'dups':>4} "
-                f"{'same-id':>7} {'in-window':>9} {'kill at':>8} {'phase':>6} {'recovery':>8}"
+                f"{'same-id':>7} {'in-window':>9} {'flagged':>7} {'kill at':>8} {'phase':>6} "
+                f"{'recovery':>8}"
             )
             print(header)
             trials: list[Trial] = []
@@ -249,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"{t.number:>5} {t.notices:>7} {t.sent:>5} {t.lost:>4} "
                         f"{t.duplicates:>4} {t.same_message_id:>7} {t.explained:>9} "
+                        f"{t.flagged:>7} "
                         f"{t.kill_after:>7.2f}s {t.kill_phase:>6} {t.recovery:>7.1f}s"
                         + ("" if t.ok else "   <-- FAILED"),
                         flush=True,
@@ -267,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         duplicates=sum(t.duplicates for t in trials),
         same_message_id=sum(t.same_message_id for t in trials),
         explained=sum(t.explained for t in trials),
+        flagged=sum(t.flagged for t in trials),
         kill_phase="",
         kill_after=0.0,
         recovery=max((t.recovery for t in trials), default=0.0),
@@ -278,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"notices: {total.notices}  sent: {total.sent}  lost: {total.lost}")
     print(
         f"duplicates: {total.duplicates} (same Message-ID: {total.same_message_id}, "
-        f"caught by the kill between acceptance and commit: {total.explained})"
+        f"caught by the kill between acceptance and commit: {total.explained}, "
+        f"recorded by Mamoru as possible duplicates: {total.flagged})"
     )
     print(f"slowest recovery (kill to all sent): {total.recovery:.1f} s")
     failed = [t.number for t in trials if not t.ok]

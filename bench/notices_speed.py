@@ -8,14 +8,16 @@ For each worker configuration (1 and 2 ``mamoru worker`` processes of ``--thread
 ``--notices`` approved matches at as many recipients (one notice per recipient and publisher)
 are added, the workers are started and ready, then the clock runs from enqueueing one
 ``compose`` job until the SMTP server on 127.0.0.1 has accepted every notice and every notice
-is ``sent`` in the database: composition (gates, rendering, validation, one transaction) and
-the sends (a message per notice through the broker, a row lock, an SMTP session per notice, the
-commit) both count. ``composed`` is when every notice was approved for sending.
+is ``sent`` in the database: composition (gates, rendering, validation, a commit per chunk of
+notices) and the sends (a broker message per batch of notices, a row lock and a commit per
+notice, SMTP sessions kept per worker thread) both count, overlapping as they do in production.
+``composed`` is when every notice was approved for sending.
 
 The baseline sends the very messages the server received (bytes as captured) with bare
-``smtplib`` from a child process: one SMTP session per message, like Mamoru's sender, with 1
-thread and with as many threads as each worker configuration has in total. The per-notice
-overhead is Mamoru's time per notice minus the baseline's at the same concurrency.
+``smtplib`` from a child process, one SMTP session per message (the plain way; Mamoru's sender
+keeps sessions), with 1 thread and with as many threads as each worker configuration has in
+total. The per-notice overhead is Mamoru's time per notice minus the baseline's at the same
+concurrency.
 
 CPU milliseconds per notice are shown by where they were spent: ``client`` (the worker
 processes, composing included; for the baseline, the smtplib child), ``postgres`` (the embedded

@@ -8,6 +8,8 @@ processes. Rows come back as dataclasses (``store.rows``) through psycopg's ``cl
 from __future__ import annotations
 
 import os
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +22,24 @@ from store.config import Settings, get_settings
 
 class DatabaseUnavailable(RuntimeError):
     """PostgreSQL cannot be reached; the message says where we tried."""
+
+
+# A connection given back this recently worked a moment ago; checking it again would add a
+# round trip to every short job (a notice send) while changing little: a server that died in
+# between fails the job, which is retried like any job that met a dying server.
+FRESH_SECONDS = 1.0
+_returned_at: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
+
+
+def _note_returned(conn: psycopg.Connection) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+def _check_unless_fresh(conn: psycopg.Connection) -> None:
+    returned = _returned_at.get(conn)
+    if returned is not None and time.monotonic() - returned < FRESH_SECONDS and not conn.closed:
+        return
+    ConnectionPool.check_connection(conn)
 
 
 class Database:
@@ -46,7 +66,8 @@ class Database:
                 name="mamoru",
                 # A connection the server dropped (restart, failover, idle timeout) is replaced
                 # when taken from the pool, instead of failing the job that took it.
-                check=ConnectionPool.check_connection,
+                check=_check_unless_fresh,
+                reset=_note_returned,
             )
             self._pool_pid = os.getpid()
             try:

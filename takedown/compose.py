@@ -17,13 +17,15 @@ with the reasons in ``last_error``. Each gate's verdict is an ``events`` row.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
@@ -53,6 +55,8 @@ __all__ = [
 ]
 
 MESSAGE_ID_DOMAIN = "notices.mamoru.invalid"
+# Notices per commit while composing (see compose_notices).
+COMPOSE_CHUNK = 32
 
 
 @dataclass(frozen=True)
@@ -90,38 +94,82 @@ def reference_of(notice_id: int, created: dt.datetime) -> str:
     return f"MAMORU-{created.year}-{notice_id:06d}"
 
 
-def compose_notices(db: Database, *, guard: FloodGuard = FloodGuard()) -> ComposeReport:
-    """Run the gates and draft notices for every approved, not yet noticed match."""
+def compose_notices(
+    db: Database,
+    *,
+    guard: FloodGuard = FloodGuard(),
+    on_ready: Callable[[list[int]], None] | None = None,
+    chunk: int = COMPOSE_CHUNK,
+) -> ComposeReport:
+    """Run the gates and draft notices for every approved, not yet noticed match.
+
+    The notices are committed ``chunk`` at a time and ``on_ready`` is called after each commit
+    with the ids approved for sending in it, so that sends start while the rest is composed and
+    only committed notices are ever handed on.
+    """
     report = ComposeReport()
     with db.connection() as conn:
-        # One composer at a time: two would list the same matches in two notices.
-        conn.execute("select pg_advisory_xact_lock(hashtext('mamoru.compose_notices'))")
-        report.auto_approved = _auto_approve(conn)
-        report.allowlisted = _apply_allowlist(conn)
-        candidates = _approved_unlisted(conn)
-        flooded = _flooded_works(conn, candidates, guard)
-        groups: dict[tuple[int, int], list[Candidate]] = defaultdict(list)
-        recipients_by_site: dict[int, int | None] = {}
-        for candidate in candidates:
-            if candidate.site_id not in recipients_by_site:
-                recipients_by_site[candidate.site_id] = _recipient_for(conn, candidate.site_id)
-            recipient_id = recipients_by_site[candidate.site_id]
-            if recipient_id is None:
-                report.no_recipient[candidate.site_id] = (
-                    report.no_recipient.get(candidate.site_id, 0) + 1
-                )
-                continue
-            groups[(candidate.publisher_id, recipient_id)].append(candidate)
-        for (publisher_id, recipient_id), items in groups.items():
-            held = sorted({flooded[c.work_id] for c in items if c.work_id in flooded})
-            reason = "; ".join(held) or None
-            notice_id = draft_notice(conn, publisher_id, recipient_id, items, reason)
-            report.notices.append(notice_id)
-            if held:
-                report.held.append(notice_id)
-            elif not finish_notice(conn, notice_id):
-                report.invalid.append(notice_id)
+        # One composer at a time, across the chunk commits: two would list the same matches in
+        # two notices. A session lock, released below or by the server if this process dies.
+        conn.execute("select pg_advisory_lock(hashtext('mamoru.compose_notices'))")
+        try:
+            _compose(conn, report, guard, on_ready, max(1, chunk))
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+                conn.execute("select pg_advisory_unlock(hashtext('mamoru.compose_notices'))")
+                conn.commit()
     return report
+
+
+def _compose(
+    conn: Connection[Any],
+    report: ComposeReport,
+    guard: FloodGuard,
+    on_ready: Callable[[list[int]], None] | None,
+    chunk: int,
+) -> None:
+    report.auto_approved = _auto_approve(conn)
+    report.allowlisted = _apply_allowlist(conn)
+    candidates = _approved_unlisted(conn)
+    flooded = _flooded_works(conn, candidates, guard)
+    groups: dict[tuple[int, int], list[Candidate]] = defaultdict(list)
+    recipients_by_site: dict[int, int | None] = {}
+    for candidate in candidates:
+        if candidate.site_id not in recipients_by_site:
+            recipients_by_site[candidate.site_id] = _recipient_for(conn, candidate.site_id)
+        recipient_id = recipients_by_site[candidate.site_id]
+        if recipient_id is None:
+            report.no_recipient[candidate.site_id] = (
+                report.no_recipient.get(candidate.site_id, 0) + 1
+            )
+            continue
+        groups[(candidate.publisher_id, recipient_id)].append(candidate)
+    secret = deployment_secret(conn)
+    ready: list[int] = []
+    for (publisher_id, recipient_id), items in groups.items():
+        held = sorted({flooded[c.work_id] for c in items if c.work_id in flooded})
+        reason = "; ".join(held) or None
+        notice_id = draft_notice(conn, publisher_id, recipient_id, items, reason)
+        report.notices.append(notice_id)
+        if held:
+            report.held.append(notice_id)
+        elif finish_notice(conn, notice_id, secret=secret):
+            ready.append(notice_id)
+        else:
+            report.invalid.append(notice_id)
+        if len(ready) >= chunk:
+            _hand_on(conn, ready, on_ready)
+            ready = []
+    _hand_on(conn, ready, on_ready)
+
+
+def _hand_on(
+    conn: Connection[Any], ready: list[int], on_ready: Callable[[list[int]], None] | None
+) -> None:
+    conn.commit()
+    if ready and on_ready is not None:
+        on_ready(ready)
 
 
 def _auto_approve(conn: Connection[Any]) -> int:
@@ -243,9 +291,30 @@ def _flooded_works(
     batch: dict[int, int] = defaultdict(int)
     for c in candidates:
         batch[c.work_id] += 1
-    big = [work for work, n in batch.items() if n >= guard.minimum]
+    # A work with notices still held by the guard stays held: its matches must not trickle
+    # out in later batches (or after a crash between chunk commits) before an operator decides.
+    flooded = {
+        int(work): (
+            f"flood guard: work {work} already has {held} match(es) held for an operator; "
+            "an operator must release them first"
+        )
+        for work, held in conn.execute(
+            """
+            select pg.work_id, count(*)
+            from notices n
+            join notice_items i on i.notice_id = n.id
+            join matches m on m.id = i.match_id
+            join pages pg on pg.id = m.page_id
+            where n.state = 'drafted' and n.held_reason like 'flood guard:%%'
+              and pg.work_id = any(%s)
+            group by pg.work_id
+            """,
+            (list(batch),),
+        )
+    }
+    big = [work for work, n in batch.items() if n >= guard.minimum and work not in flooded]
     if not big:
-        return {}
+        return flooded
     usual = dict(
         conn.execute(
             """
@@ -260,7 +329,6 @@ def _flooded_works(
             (guard.window_days, big, guard.window_days),
         ).fetchall()
     )
-    flooded = {}
     for work in big:
         daily = float(usual.get(work, 0.0))
         if batch[work] > guard.factor * daily:
@@ -393,8 +461,10 @@ def deployment_secret(conn: Connection[Any]) -> bytes:
     return bytes(row[0])
 
 
-def finish_notice(conn: Connection[Any], notice_id: int) -> bool:
-    """Render and validate; approve the notice for sending when it is complete."""
+def finish_notice(conn: Connection[Any], notice_id: int, *, secret: bytes | None = None) -> bool:
+    """Render and validate; approve the notice for sending when it is complete.
+
+    ``secret``: the deployment secret, when the caller has it already."""
     content = notice_content(conn, notice_id)
     try:
         # render() validates what it rendered: one rendering, not one to check and one to keep.
@@ -413,7 +483,8 @@ def finish_notice(conn: Connection[Any], notice_id: int) -> bool:
             details={"problems": [p.message for p in problems]},
         )
         return False
-    message_id = make_message_id(notice_id, salt=deployment_secret(conn), domain=MESSAGE_ID_DOMAIN)
+    salt = secret if secret is not None else deployment_secret(conn)
+    message_id = make_message_id(notice_id, salt=salt, domain=MESSAGE_ID_DOMAIN)
     conn.execute(
         """
         update notices set subject = %s, body_text = %s, body_html = %s, message_id = %s,

@@ -29,6 +29,8 @@ import re
 import smtplib
 import ssl
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -369,17 +371,40 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@dataclass
+class _Session:
+    client: smtplib.SMTP
+    messages: int = 0
+    last_used: float = 0.0
+
+
+class _StaleSession(Exception):
+    """A kept session failed before this message's first command was accepted."""
+
+
 class SmtpSender:
-    """Sends through an SMTP relay with smtplib; one connection per message.
+    """Sends through an SMTP relay with smtplib, keeping a session per thread between messages.
 
     On ``smtp://`` the relay must offer STARTTLS, else nothing is sent (``PermanentDeliveryError``);
     certificates are verified against the system CAs or the URL's ``cafile``. AUTH (whatever
     mechanism smtplib and the server share: PLAIN, LOGIN, CRAM-MD5) when the URL has a user.
+
+    A session is reused for the next message when it was used less than ``SESSION_IDLE_SECONDS``
+    ago (relays drop idle clients after a minute or more) and has carried fewer than
+    ``SESSION_MAX_MESSAGES``; connecting, TLS and AUTH then cost once per batch, not per notice.
+    A kept session the relay closed in the meantime is noticed at MAIL FROM, before anything of
+    the message was accepted, and replaced by a new one; any other failure ends the session.
     """
+
+    SESSION_IDLE_SECONDS: ClassVar[float] = 10.0
+    SESSION_MAX_MESSAGES: ClassVar[int] = 100
 
     def __init__(self, url: str, *, local_hostname: str | None = None) -> None:
         self._target = parse_smtp_url(url)
         self._local_hostname = local_hostname
+        # thread id -> the session that thread keeps (a session is used by one thread only)
+        self._sessions: dict[int, _Session] = {}
+        self._lock = threading.Lock()
 
     @property
     def target(self) -> SmtpTarget:
@@ -401,9 +426,133 @@ class SmtpSender:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
+    def close(self) -> None:
+        """End every kept session with a QUIT."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for session in sessions:
+            _close(session.client, polite=True)
+
+    def __del__(self) -> None:
+        # No QUIT from a finaliser (it could block); the sockets must not leak either.
+        for session in getattr(self, "_sessions", {}).values():
+            with contextlib.suppress(OSError):
+                session.client.close()
+
     def send(self, message: EmailMessage) -> DeliveryReceipt:
         message_id = _require_message_id(message)
         envelope_from, recipients = _envelope(message)
+        kept = self._kept_session()
+        if kept is not None:
+            try:
+                return self._send_on(kept, message, message_id, envelope_from, recipients)
+            except _StaleSession:
+                log.info(
+                    "SMTP session to %s was closed by the server; reconnecting", self._target.where
+                )
+        return self._send_on(None, message, message_id, envelope_from, recipients)
+
+    def _kept_session(self) -> _Session | None:
+        with self._lock:
+            session = self._sessions.pop(threading.get_ident(), None)
+        if session is None:
+            return None
+        if time.monotonic() - session.last_used > self.SESSION_IDLE_SECONDS:
+            _close(session.client, polite=True)
+            return None
+        return session
+
+    def _send_on(
+        self,
+        session: _Session | None,
+        message: EmailMessage,
+        message_id: str,
+        envelope_from: str,
+        recipients: list[str],
+    ) -> DeliveryReceipt:
+        target = self._target
+        where = target.where
+        step = "connect"
+        polite = session is not None
+        client: smtplib.SMTP | None = session.client if session is not None else None
+        error: DeliveryError | None = None
+        cause: BaseException | None = None
+        try:
+            if client is None:
+                client = self._open()
+                polite = True
+            data, options = _prepare_data(client, message, envelope_from, recipients, where)
+            step = "MAIL FROM"
+            try:
+                code, reply = client.mail(envelope_from, options)
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                if session is not None:
+                    # Nothing of this message reached the relay: safe to start over.
+                    _close(client, polite=False)
+                    client = None
+                    raise _StaleSession from None
+                raise
+            if code == 421 and session is not None:
+                _close(client, polite=False)
+                client = None
+                raise _StaleSession
+            if code != 250:
+                raise _reply_error(code, reply, where=where, step=f"MAIL FROM <{envelope_from}>")
+            step = "RCPT TO"
+            refused = _send_recipients(client, recipients, where)
+            step = "DATA"
+            code, reply = client.data(data)
+            if code != 250:
+                raise _reply_error(code, reply, where=where, step="end of DATA")
+        except DeliveryError as exc:
+            error = exc
+        except (smtplib.SMTPException, OSError) as exc:
+            polite = polite and isinstance(exc, smtplib.SMTPResponseException)
+            error = _classify(exc, where=where, step=step, timeout=target.timeout)
+            cause = exc
+        if error is not None:
+            if client is not None:
+                _close(client, polite=polite)
+            raise error from cause
+        assert client is not None
+
+        # The message is accepted: nothing below may raise, or a retry would send it again.
+        kept = session or _Session(client)
+        kept.messages += 1
+        kept.last_used = time.monotonic()
+        if kept.messages < self.SESSION_MAX_MESSAGES:
+            with self._lock:
+                self._sessions[threading.get_ident()] = kept
+        else:
+            _close(client, polite=True)
+        text = _reply_text(reply)
+        log.info("notice message %s accepted by %s: %d %s", message_id, where, code, text)
+        return DeliveryReceipt(
+            message_id=message_id,
+            reply_code=code,
+            reply_text=text,
+            accepted_at=datetime.now(UTC),
+            refused_recipients=refused,
+        )
+
+    def check(self) -> str:
+        """Connect, EHLO, STARTTLS and AUTH as a send would, then QUIT without sending; what
+        the relay offered, or the ``DeliveryError`` a send would have met."""
+        client = self._open()
+        try:
+            tls = "TLS" if self._target.implicit_tls or self._target.starttls else "no TLS"
+            user = f"logged in as {self._target.username}" if self._target.username else "no AUTH"
+            size = client.esmtp_features.get("size")
+            limit = (
+                f", message size limit {int(size) // 1024} KiB" if size and size.isdigit() else ""
+            )
+            return f"{self._target.redacted_url}: {tls}, {user}{limit}"
+        finally:
+            _close(client, polite=True)
+
+    def _open(self) -> smtplib.SMTP:
+        """A new session, past EHLO, STARTTLS and AUTH; a classified ``DeliveryError`` if not."""
         target = self._target
         where = target.where
         step = "connect"
@@ -411,26 +560,10 @@ class SmtpSender:
         # QUIT would only wait for another timeout.
         polite = False
         client: smtplib.SMTP | None = None
-        error: DeliveryError | None = None
+        error: DeliveryError
         cause: BaseException | None = None
         try:
-            # Constructing with the host connects, and is what gives smtplib the server name
-            # that it checks the certificate against.
-            if target.implicit_tls:
-                client = smtplib.SMTP_SSL(
-                    target.host,
-                    target.port,
-                    local_hostname=self._local_hostname,
-                    timeout=target.timeout,
-                    context=self._tls_context(),
-                )
-            else:
-                client = smtplib.SMTP(
-                    target.host,
-                    target.port,
-                    local_hostname=self._local_hostname,
-                    timeout=target.timeout,
-                )
+            client = self._connect()
             polite = True
             step = "EHLO"
             client.ehlo_or_helo_if_needed()
@@ -451,42 +584,38 @@ class SmtpSender:
                 auth_error = _login(client, target)
                 if auth_error is not None:
                     raise auth_error
-            data, options = _prepare_data(client, message, envelope_from, recipients, where)
-            step = "MAIL FROM"
-            code, reply = client.mail(envelope_from, options)
-            if code != 250:
-                raise _reply_error(code, reply, where=where, step=f"MAIL FROM <{envelope_from}>")
-            step = "RCPT TO"
-            refused = _send_recipients(client, recipients, where)
-            step = "DATA"
-            code, reply = client.data(data)
-            if code != 250:
-                raise _reply_error(code, reply, where=where, step="end of DATA")
+            return client
         except DeliveryError as exc:
             error = exc
         except (smtplib.SMTPException, OSError) as exc:
             polite = polite and isinstance(exc, smtplib.SMTPResponseException)
             error = _classify(exc, where=where, step=step, timeout=target.timeout)
             cause = exc
-        finally:
-            if client is not None:
-                _close(client, polite=polite)
-        if error is not None:
-            # Raised here, outside the except blocks, so that no traceback of smtplib.login
-            # (whose frame holds the password) hangs off the error as its context.
-            if step == "AUTH":
-                cause = None
-            raise error from cause
+        if client is not None:
+            _close(client, polite=polite)
+        # Raised here, outside the except blocks, so that no traceback of smtplib.login
+        # (whose frame holds the password) hangs off the error as its context.
+        if step == "AUTH":
+            cause = None
+        raise error from cause
 
-        # The message is accepted: nothing below may raise, or a retry would send it again.
-        text = _reply_text(reply)
-        log.info("notice message %s accepted by %s: %d %s", message_id, where, code, text)
-        return DeliveryReceipt(
-            message_id=message_id,
-            reply_code=code,
-            reply_text=text,
-            accepted_at=datetime.now(UTC),
-            refused_recipients=refused,
+    def _connect(self) -> smtplib.SMTP:
+        target = self._target
+        # Constructing with the host connects, and is what gives smtplib the server name that
+        # it checks the certificate against.
+        if target.implicit_tls:
+            return smtplib.SMTP_SSL(
+                target.host,
+                target.port,
+                local_hostname=self._local_hostname,
+                timeout=target.timeout,
+                context=self._tls_context(),
+            )
+        return smtplib.SMTP(
+            target.host,
+            target.port,
+            local_hostname=self._local_hostname,
+            timeout=target.timeout,
         )
 
 

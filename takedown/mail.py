@@ -46,6 +46,7 @@ _DOMAIN_RE = re.compile(
 )
 _MIME_TOKEN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 _HASH_HEX_CHARS = 16  # 64 bits: not guessable from the notice id, short enough to read
+_STORED_ID = re.compile(rf"<notice-[0-9A-Za-z_-]+\.[0-9a-f]{{{_HASH_HEX_CHARS}}}@[a-z0-9.-]+>")
 
 
 class AttachmentTooLargeError(ValueError):
@@ -103,11 +104,12 @@ def build_message(
     from_address: str,
     to_address: str,
     reply_to: str | None,
-    message_id_salt: bytes | str,
+    message_id_salt: bytes | str = b"",
     message_id_domain: str | None = None,
     attachments: Sequence[Attachment] = (),
     max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
     date: datetime | None = None,
+    message_id: str | None = None,
 ) -> EmailMessage:
     """The email of one notice.
 
@@ -118,7 +120,8 @@ def build_message(
     - Attachments after the body (multipart/mixed). Over ``max_attachment_bytes`` in total raises
       ``AttachmentTooLargeError``; see ``attachments_fit``.
     - Message-ID from ``make_message_id`` (domain: ``message_id_domain``, else the domain of
-      ``from_address``), and ``X-Mamoru-Notice: <notice_id>``.
+      ``from_address``), and ``X-Mamoru-Notice: <notice_id>``. ``message_id``, when given, is
+      that same value as stored when the notice was composed (it must match it).
     - Date: ``date``, else now.
     """
     notice = _check_notice_id(notice_id)
@@ -146,9 +149,13 @@ def build_message(
         message["Reply-To"] = _address(reply_to, "reply-to")
     message["Subject"] = subject
     message["Date"] = format_datetime(date)
-    message["Message-ID"] = make_message_id(
-        notice, salt=message_id_salt, domain=message_id_domain or sender.domain
-    )
+    if message_id is None:
+        message_id = make_message_id(
+            notice, salt=message_id_salt, domain=message_id_domain or sender.domain
+        )
+    elif not _STORED_ID.fullmatch(message_id) or f"<notice-{notice}." not in message_id:
+        raise ValueError(f"message id {message_id!r} is not notice {notice}'s")
+    message["Message-ID"] = message_id
     message[NOTICE_HEADER] = notice
     message.set_content(_normalise_newlines(text), subtype="plain", charset="utf-8")
     if html is not None:

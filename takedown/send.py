@@ -8,6 +8,11 @@ the retry sends it again *with the same Message-ID* (derived from the notice id)
 duplicate is recognisable by the recipient's mail system and by the outbox, which refuses to
 write the same Message-ID twice.
 
+Mamoru notices such a retry itself: each attempt is recorded (``send_attempts``) and committed
+from a second connection before the relay is contacted, and finished with the outcome. An
+attempt still unfinished when the notice is sent again was cut short, perhaps after the relay
+accepted it, so that send records a ``possible_duplicate`` event (and says so in the receipt).
+
 Just before sending, the allowlist is checked again: a domain licensed after the notice was
 drafted holds the notice instead.
 """
@@ -15,6 +20,9 @@ drafted holds the notice instead.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +57,13 @@ class SendOutcome:
 def send_notice(db: Database, notice_id: int, sender: Sender, settings: Settings) -> SendOutcome:
     """Send ``notice_id`` if it is approved or queued; TransientDeliveryError is re-raised for
     the caller's retry policy after the attempt is recorded."""
+    attempt: int | None = None
     try:
         with db.connection() as conn:
             row = conn.execute(
                 """
                 select n.state, n.subject, n.body_text, n.body_html, n.held_reason,
-                       r.email, p.agent_organisation, p.name, p.contact_email
+                       r.email, p.agent_organisation, p.name, p.contact_email, n.message_id
                 from notices n
                 join recipients r on r.id = n.recipient_id
                 join publishers p on p.id = n.publisher_id
@@ -65,7 +74,7 @@ def send_notice(db: Database, notice_id: int, sender: Sender, settings: Settings
             ).fetchone()
             if row is None:
                 return SendOutcome(notice_id, "skipped", "not approved/queued, or being sent")
-            state, subject, text, html, held, to, agent, publisher, reply_to = row
+            state, subject, text, html, held, to, agent, publisher, reply_to, message_id = row
             if held:
                 return SendOutcome(notice_id, "held", held)
             licensed = _now_allowlisted(conn, notice_id)
@@ -80,6 +89,7 @@ def send_notice(db: Database, notice_id: int, sender: Sender, settings: Settings
                 raise PermanentDeliveryError("the recipient has no email address (web form only)")
             if state == "approved":
                 transition(conn, notice_id, "approved", "queued", actor="worker")
+            cut_short = _unfinished_attempts(conn, notice_id)
             message = build_message(
                 attachments=_screenshots(conn, notice_id, settings),
                 notice_id=notice_id,
@@ -90,19 +100,23 @@ def send_notice(db: Database, notice_id: int, sender: Sender, settings: Settings
                 from_address=settings.mail_from,
                 to_address=to,
                 reply_to=reply_to,
-                message_id_salt=deployment_secret(conn),
+                # Stored when composed; computed again only for a notice composed without one.
+                message_id=message_id,
+                message_id_salt=b"" if message_id else deployment_secret(conn),
                 message_id_domain=MESSAGE_ID_DOMAIN,
             )
+            attempt = _start_attempt(db, notice_id)
             receipt = sender.send(message)
-            _record_sent(conn, notice_id, receipt)
-            return SendOutcome(
-                notice_id, "duplicate" if receipt.duplicate else "sent", receipt.reply_text
-            )
+            _record_sent(conn, notice_id, receipt, attempt, cut_short)
+            detail = receipt.reply_text
+            if cut_short:
+                detail += f" (possible duplicate: {cut_short} earlier attempt(s) without outcome)"
+            return SendOutcome(notice_id, "duplicate" if receipt.duplicate else "sent", detail)
     except TransientDeliveryError as exc:
-        _record_failure(db, notice_id, exc, permanent=False)
+        _record_failure(db, notice_id, exc, permanent=False, attempt=attempt)
         raise
     except PermanentDeliveryError as exc:
-        _record_failure(db, notice_id, exc, permanent=True)
+        _record_failure(db, notice_id, exc, permanent=True, attempt=attempt)
         return SendOutcome(notice_id, "failed", str(exc))
 
 
@@ -162,7 +176,69 @@ def _now_allowlisted(conn: Connection[Any], notice_id: int) -> str | None:
     return None
 
 
-def _record_sent(conn: Connection[Any], notice_id: int, receipt: DeliveryReceipt) -> None:
+def _unfinished_attempts(conn: Connection[Any], notice_id: int) -> int:
+    # The notice row is locked: no live worker is sending it, so these were cut short.
+    row = conn.execute(
+        "select count(*) from send_attempts where notice_id = %s and finished_at is null",
+        (notice_id,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _start_attempt(db: Database, notice_id: int) -> int:
+    """Record an attempt and commit it now, from a second connection, before the relay is
+    contacted (the sending transaction commits only after the relay has answered)."""
+    with db.connection() as conn:
+        # Durable enough: losing this row to a server crash only loses the duplicate warning.
+        conn.execute("set local synchronous_commit = off")
+        row = conn.execute(
+            "insert into send_attempts (notice_id, worker) values (%s, %s) returning id",
+            (notice_id, f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _finish_attempts(
+    conn: Connection[Any], notice_id: int, attempt: int, outcome: str, *, all_open: bool
+) -> None:
+    """Close ``attempt`` with ``outcome``; with ``all_open``, close the cut-short ones too (a
+    notice that was sent has nothing left to warn about)."""
+    conn.execute(
+        """
+        update send_attempts set finished_at = now(),
+               outcome = case when id = %s then %s end
+        where notice_id = %s and finished_at is null and (id = %s or %s)
+        """,
+        (attempt, outcome, notice_id, attempt, all_open),
+    )
+
+
+def _record_sent(
+    conn: Connection[Any],
+    notice_id: int,
+    receipt: DeliveryReceipt,
+    attempt: int,
+    cut_short: int,
+) -> None:
+    _finish_attempts(
+        conn, notice_id, attempt, "duplicate" if receipt.duplicate else "sent", all_open=True
+    )
+    if cut_short:
+        record_event(
+            conn,
+            "notice",
+            notice_id,
+            "possible_duplicate",
+            actor="worker",
+            details={
+                "message_id": receipt.message_id,
+                "attempts_cut_short": cut_short,
+                "reason": "an earlier attempt has no known outcome (a worker died mid-send, or "
+                "the connection broke after the whole message went out); the relay may have "
+                "accepted that copy too, with the same Message-ID",
+            },
+        )
     conn.execute(
         """
         update notices set sent_at = %s, send_attempts = send_attempts + 1, last_error = null,
@@ -177,6 +253,7 @@ def _record_sent(conn: Connection[Any], notice_id: int, receipt: DeliveryReceipt
                     "reply_code": receipt.reply_code,
                     "reply_text": receipt.reply_text,
                     "duplicate": receipt.duplicate,
+                    "possible_duplicate": cut_short > 0,
                 }
             ),
             notice_id,
@@ -188,13 +265,24 @@ def _record_sent(conn: Connection[Any], notice_id: int, receipt: DeliveryReceipt
         "queued",
         "sent",
         actor="worker",
-        details={"message_id": receipt.message_id, "duplicate": receipt.duplicate},
+        details={
+            "message_id": receipt.message_id,
+            "duplicate": receipt.duplicate,
+            "possible_duplicate": cut_short > 0,
+        },
     )
 
 
-def _record_failure(db: Database, notice_id: int, exc: Exception, *, permanent: bool) -> None:
+def _record_failure(
+    db: Database, notice_id: int, exc: Exception, *, permanent: bool, attempt: int | None
+) -> None:
     log.warning("notice %s: delivery %s: %s", notice_id, "failed" if permanent else "deferred", exc)
     with db.connection() as conn:
+        # Only this attempt, and not when the connection broke after the whole message went out
+        # (the relay may have it): an attempt left open makes the next copy a possible duplicate.
+        if attempt is not None and not getattr(exc, "maybe_delivered", False):
+            outcome = "failed" if permanent else "deferred"
+            _finish_attempts(conn, notice_id, attempt, outcome, all_open=False)
         conn.execute(
             "update notices set send_attempts = send_attempts + 1, last_error = %s where id = %s",
             (str(exc), notice_id),

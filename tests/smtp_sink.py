@@ -111,6 +111,8 @@ class _Handler:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
+        with self._sink._lock:
+            self._sink.ehlos += 1
         if self._sink.auth is None:
             # aiosmtpd always advertises AUTH (with the mechanisms it has); a sink without
             # credentials should look like a relay without AUTH.
@@ -192,6 +194,7 @@ class SmtpSink:
         data_size_limit: int | None = 10 * 1024 * 1024,
         smtputf8: bool = True,
         host: str = "127.0.0.1",
+        idle_timeout: float | None = None,
     ) -> None:
         if tls not in ("none", "starttls", "implicit"):
             raise ValueError(f"unknown tls mode {tls!r}")
@@ -208,6 +211,10 @@ class SmtpSink:
         self.data_size_limit = data_size_limit
         self.smtputf8 = smtputf8
         self.host = host
+        # Seconds between commands after which the server closes a session (aiosmtpd: 300).
+        self.idle_timeout = idle_timeout
+        # EHLO commands seen: one per session in plain mode (two with STARTTLS).
+        self.ehlos = 0
         self.port = 0
         self._messages: list[CapturedMessage] = []
         self._lock = threading.Condition()
@@ -237,6 +244,8 @@ class SmtpSink:
             # plain mode AUTH is only offered when a test asked for credentials on loopback.
             "auth_require_tls": self.tls == "starttls",
         }
+        if self.idle_timeout is not None:
+            kwargs["timeout"] = self.idle_timeout
         if self.tls == "starttls":
             kwargs["tls_context"] = server_context
             kwargs["require_starttls"] = self.require_starttls

@@ -13,7 +13,9 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -140,6 +142,17 @@ def test_message_headers_parts_and_seven_bit_encoding() -> None:
     assert plain.get_content_charset() == "utf-8"
     assert len(parsed.get_all("MIME-Version") or []) == 1
     assert all(part.get("MIME-Version") is None for part in parsed.iter_parts())
+
+
+def test_stored_message_id_is_used_and_must_be_the_notices() -> None:
+    stored = make_message_id(123, salt=SALT, domain="notices.mamoru.invalid")
+    message = notice(message_id=stored, message_id_salt=b"")
+    assert message["Message-ID"] == stored
+    other = make_message_id(124, salt=SALT, domain="notices.mamoru.invalid")
+    with pytest.raises(ValueError, match="is not notice 123's"):
+        notice(message_id=other)
+    with pytest.raises(ValueError, match="is not notice 123's"):
+        notice(message_id="<x@y>\r\nBcc: victim@example.com")
 
 
 def test_text_only_message() -> None:
@@ -370,6 +383,59 @@ def test_plain_delivery_to_a_loopback_sink(plain_sink: SmtpSink) -> None:
     [attached] = list(parsed.iter_attachments())
     assert attached.get_content_type() == "image/png"
     assert attached.get_content() == PNG
+
+
+def test_one_session_carries_consecutive_messages(plain_sink: SmtpSink) -> None:
+    sender = SmtpSender(plain_sink.url())
+    ids = [sender.send(notice(notice_id)).message_id for notice_id in (1, 2, 3)]
+    assert [m.parse()["Message-ID"] for m in plain_sink.messages] == ids
+    assert plain_sink.ehlos == 1
+    sender.close()
+
+
+def test_a_session_the_server_closed_is_replaced_without_losing_the_message() -> None:
+    with SmtpSink(idle_timeout=0.3) as sink:
+        sender = SmtpSender(sink.url())
+        sender.send(notice(1))
+        time.sleep(1.0)  # the server hangs up on the idle session; the sender still keeps it
+        receipt = sender.send(notice(2))
+        assert receipt.reply_code == 250
+        assert [m.parse()[NOTICE_HEADER] for m in sink.messages] == ["1", "2"]
+        assert sink.ehlos == 2
+
+
+def test_idle_and_long_sessions_are_not_reused(
+    plain_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SmtpSender, "SESSION_MAX_MESSAGES", 2)
+    sender = SmtpSender(plain_sink.url())
+    for notice_id in (1, 2, 3):
+        sender.send(notice(notice_id))
+    assert plain_sink.ehlos == 2  # the third message needed a new session
+    monkeypatch.setattr(SmtpSender, "SESSION_IDLE_SECONDS", 0.0)
+    sender.send(notice(4))
+    sender.send(notice(5))
+    assert plain_sink.ehlos == 4
+    assert len(plain_sink.messages) == 5
+
+
+def test_threads_keep_sessions_of_their_own(plain_sink: SmtpSink) -> None:
+    sender = SmtpSender(plain_sink.url())
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        receipts = list(pool.map(lambda n: sender.send(notice(n)), range(1, 41)))
+    assert len({r.message_id for r in receipts}) == 40
+    assert sorted(int(m.parse()[NOTICE_HEADER]) for m in plain_sink.messages) == list(range(1, 41))
+    assert 1 <= plain_sink.ehlos <= 4
+    sender.close()
+
+
+def test_a_refusal_ends_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    with SmtpSink(rcpt_reply="450 4.2.0 Mailbox busy") as sink:
+        sender = SmtpSender(sink.url())
+        for notice_id in (1, 2):
+            with pytest.raises(TransientDeliveryError):
+                sender.send(notice(notice_id))
+        assert sink.ehlos == 2 and sink.messages == []
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])

@@ -35,6 +35,7 @@ EXPECTED_TABLES = {
     "audit_log",
     "deployment",
     "scheduler_runs",
+    "send_attempts",
     "schema_migrations",
 }
 

@@ -401,3 +401,17 @@ def test_templates_ship_with_the_package() -> None:
     shipped = set(jinja2.PackageLoader("takedown", "templates").list_templates())
     for fmt, language in STATEMENTS:
         assert set(template_names(fmt, language)) <= shipped
+
+
+def test_the_validator_reads_only_what_a_reader_of_the_html_sees() -> None:
+    from takedown.formats import _visible
+
+    markup = (
+        "<!DOCTYPE html><html><head><title>Hidden title</title>"
+        "<style>p { color: red }</style></head><body><!-- a statement in a comment -->"
+        '<p class="x">I have a good faith belief &amp; sign &lt;here&gt;</p>'
+        "<SCRIPT type='text/javascript'>var statement = 1;</SCRIPT><a href='https://x.test/'>"
+        "https://x.test/</a></body></html>"
+    )
+    seen = _visible(markup)
+    assert seen == "I have a good faith belief & sign <here>https://x.test/"

@@ -10,15 +10,17 @@ import json
 from pathlib import Path
 
 import pytest
+import trustme
 from click.testing import CliRunner, Result
 
 from admin.cli import cli
-from store.config import load_settings
+from store.config import get_settings, load_settings
 from store.db import Database
 from takedown import rdap
 from takedown.compose import compose_notices
 from takedown.contacts import discover_missing_recipients
 from tests.fixtures_rdap import bootstrap, serving
+from tests.smtp_sink import SmtpSink
 from tests.takedown_data import add_match, build
 
 
@@ -153,3 +155,33 @@ def test_discovery_refuses_a_private_site_that_does_not_allow_it(
     assert report.discovered == {s.site_id: 0}
     assert "refused" in " ".join(report.problems[s.site_id])
     assert compose_notices(db).no_recipient == {s.site_id: 1}
+
+
+def test_check_relay_logs_in_and_out_without_sending(
+    mamoru_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unset = mamoru("notices", "check-relay")
+    assert unset.exit_code == 0 and "nothing leaves this machine" in unset.output
+    ca = trustme.CA()
+    with SmtpSink(tls="starttls", ca=ca, auth=("agent", "s3cret")) as sink:
+        good = sink.url(user="agent", password="s3cret")
+        monkeypatch.setenv("MAMORU_SMTP_URL", good)
+        get_settings.cache_clear()
+        result = mamoru("notices", "check-relay")
+        assert result.exit_code == 0, result.output
+        assert "relay OK:" in result.output and "TLS, logged in as agent" in result.output
+        assert "s3cret" not in result.output
+        monkeypatch.setenv("MAMORU_SMTP_URL", sink.url(user="agent", password="wrong"))
+        get_settings.cache_clear()
+        refused = mamoru("notices", "check-relay")
+        assert refused.exit_code == 1
+        assert "relay check failed (permanent)" in refused.output
+        assert "refused the login of 'agent'" in refused.output
+        assert sink.messages == []
+    with SmtpSink() as plain:
+        gone = plain.url()
+    monkeypatch.setenv("MAMORU_SMTP_URL", gone)  # nothing listens there any more
+    get_settings.cache_clear()
+    down = mamoru("notices", "check-relay")
+    assert down.exit_code == 1 and "transient: try again later" in down.output
+    assert "connection refused" in down.output

@@ -15,15 +15,18 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from store.config import load_settings
 from store.db import Database
-from takedown.compose import FloodGuard, compose_notices
-from takedown.delivery import OutboxSender, SmtpSender
+from takedown.compose import FloodGuard, compose_notices, release
+from takedown.delivery import OutboxSender, SmtpSender, TransientDeliveryError
 from takedown.send import send_notice
 from takedown.states import IllegalTransition, transition
 from tests.smtp_sink import SmtpSink
 from tests.takedown_data import Scenario, add_match, build
+from tests.workers import add_notice_targets
 
 
 def notice_rows(db: Database) -> list[tuple[int, str, str | None, str | None]]:
@@ -156,6 +159,70 @@ def test_flood_guard_holds_an_unusual_batch(db: Database, tmp_path: Path) -> Non
     assert not list((tmp_path / "outbox").glob("*.eml"))
 
 
+def test_a_held_work_stays_held_until_an_operator_releases_it(db: Database, tmp_path: Path) -> None:
+    s = build(db, tmp_path)
+    two_matches(db, s)
+    guard = FloodGuard(factor=10, minimum=2)
+    [first] = compose_notices(db, guard=guard).held
+    # One more match of the same work: below the guard's minimum on its own, but it must not
+    # slip out while the burst it belongs to waits for an operator.
+    add_match(
+        db,
+        s,
+        s.page_ids[0],
+        page_url="http://pirate.test/late",
+        image_url="http://img.pirate.test/late.jpg",
+    )
+    report = compose_notices(db, guard=guard)
+    [second] = report.held
+    [(_, _, reason, _)] = [r for r in notice_rows(db) if r[0] == second]
+    assert reason is not None and "already has 2 match(es) held" in reason
+    with db.connection() as conn:
+        assert release(conn, first, user_id=None, actor="test")
+        assert release(conn, second, user_id=None, actor="test")
+    add_match(
+        db,
+        s,
+        s.page_ids[1],
+        page_url="http://pirate.test/after",
+        image_url="http://img.pirate.test/after.jpg",
+    )
+    assert compose_notices(db, guard=guard).held == []
+
+
+def test_notices_are_committed_and_handed_on_a_chunk_at_a_time(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    s = build(db, tmp_path)
+    add_notice_targets(db, s.page_ids, 5, prefix="chunk")
+    handed: list[list[int]] = []
+
+    def on_ready(ids: list[int]) -> None:
+        # Each chunk is committed before it is handed on: another connection sees it.
+        with psycopg.connect(db_url) as other:
+            states = other.execute(
+                "select state from notices where id = any(%s)", (ids,)
+            ).fetchall()
+        assert [r[0] for r in states] == ["approved"] * len(ids)
+        handed.append(ids)
+        if len(handed) == 2:
+            raise RuntimeError("the broker went away")
+
+    with pytest.raises(RuntimeError, match="the broker went away"):
+        compose_notices(db, chunk=2, on_ready=on_ready)
+    assert [len(ids) for ids in handed] == [2, 2]
+    # What was committed stays; the composer's lock is free again, and the next run drafts
+    # the rest without listing any match twice.
+    report = compose_notices(db, chunk=2, on_ready=handed.append)
+    assert len(report.notices) == 1 and handed[2] == report.notices
+    with db.connection() as conn:
+        listed = conn.execute("select count(*), count(distinct match_id) from notice_items")
+        assert listed.fetchone() == (5, 5)
+        assert conn.execute("select count(*) from notices where state = 'approved'").fetchone() == (
+            5,
+        )
+
+
 def test_incomplete_notice_is_refused_and_says_why(db: Database, tmp_path: Path) -> None:
     s = build(db, tmp_path, complete_publisher=False)
     two_matches(db, s)
@@ -216,6 +283,54 @@ def test_permanent_failure_is_recorded_and_transient_is_retried(
 
 
 MAMORU = str(Path(sys.executable).with_name("mamoru"))
+
+
+def test_a_send_after_an_attempt_without_outcome_is_flagged_as_a_possible_duplicate(
+    db: Database, tmp_path: Path
+) -> None:
+    s = build(db, tmp_path)
+    two_matches(db, s)
+    [notice_id] = compose_notices(db).notices
+    settings = load_settings()
+    # Refused connection: nothing reached a relay, so the retry is not a duplicate.
+    with SmtpSink() as gone:
+        nowhere = gone.url()
+    with pytest.raises(TransientDeliveryError):
+        send_notice(db, notice_id, SmtpSender(nowhere), settings)
+    # The connection breaks after the whole message went out: the relay may have it.
+    with SmtpSink(drop_after_data=True) as dropping:
+        with pytest.raises(TransientDeliveryError) as broke:
+            send_notice(db, notice_id, SmtpSender(dropping.url()), settings)
+        assert broke.value.maybe_delivered and len(dropping.messages) == 1
+    with SmtpSink() as sink:
+        outcome = send_notice(db, notice_id, SmtpSender(sink.url()), settings)
+    assert outcome.result == "sent"
+    assert "possible duplicate: 1 earlier attempt(s) without outcome" in outcome.detail
+    assert [e for e in events(db, "notice", notice_id) if e[0] == "possible_duplicate"] == [
+        ("possible_duplicate", None)
+    ]
+    with db.connection() as conn:
+        receipt = conn.execute(
+            "select delivery_receipt from notices where id = %s", (notice_id,)
+        ).fetchone()
+        attempts = conn.execute(
+            "select outcome, finished_at is not null from send_attempts where notice_id = %s "
+            "order by id",
+            (notice_id,),
+        ).fetchall()
+    assert receipt is not None and receipt[0]["possible_duplicate"] is True
+    # refused: deferred; dropped after DATA: left open, then closed by the send that followed
+    assert attempts == [("deferred", True), (None, True), ("sent", True)]
+
+
+def test_a_plain_send_is_not_flagged(db: Database, tmp_path: Path) -> None:
+    s = build(db, tmp_path)
+    two_matches(db, s)
+    [notice_id] = compose_notices(db).notices
+    with SmtpSink() as sink:
+        outcome = send_notice(db, notice_id, SmtpSender(sink.url()), load_settings())
+    assert outcome.result == "sent" and "possible duplicate" not in outcome.detail
+    assert "possible_duplicate" not in [e[0] for e in events(db, "notice", notice_id)]
 
 
 def worker_output(worker: subprocess.Popen[bytes]) -> str:

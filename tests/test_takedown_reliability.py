@@ -99,6 +99,18 @@ def sent_events(database_url: str) -> dict[int, int]:
         }
 
 
+def possible_duplicates(database_url: str) -> set[int]:
+    """Notices whose send recorded that an earlier attempt may have been delivered too."""
+    with psycopg.connect(database_url) as conn:
+        return {
+            int(r[0])
+            for r in conn.execute(
+                "select subject_id from events where subject_type = 'notice' "
+                "and event_type = 'possible_duplicate'"
+            )
+        }
+
+
 def sweep_until_all_sent(
     database_url: str,
     queue: Enqueuer,
@@ -221,6 +233,8 @@ def test_kill_9_mid_send_loses_nothing_and_duplicates_only_what_was_accepted(
     assert all(len(copies) == 2 for copies in duplicated)
     # Each notice entered `sent` once: the records show one delivery, whatever the relay saw.
     assert set(sent_events(db_url).values()) == {1}
+    # And Mamoru knows which notices may have reached the relay twice.
+    assert {int(str(copies[0].notice)) for copies in duplicated} <= possible_duplicates(db_url)
 
 
 # --- SMTP server down, then up ----------------------------------------------------------------
