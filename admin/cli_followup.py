@@ -4,6 +4,7 @@ notices, run in this process (the workers and the scheduler do the same on their
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,24 +34,37 @@ from takedown.recheck import RecheckReport, recheck_notice
 def notices_recheck(
     state: Context, notice_ids: tuple[int, ...], due: bool, and_escalate: bool, as_json: bool
 ) -> None:
-    """Fetch the reported URLs of sent notices again: removed, still up, or moved?"""
+    """Fetch the reported URLs of sent notices again: removed, still up, or moved?
+
+    Notices named by id are rechecked now, whether or not a round is due; --due runs the rounds
+    due, as the workers would."""
     if not notice_ids and not due:
         raise click.UsageError("give notice ids, or --due")
     db = state.db()
-    ids = list(notice_ids)
+    # A notice named is forced (the round records who asked); one found due is a scheduled
+    # round, skipped if a worker has done it meanwhile.
+    asked = {notice_id: True for notice_id in notice_ids}
     if due:
         with db.connection() as conn:
-            ids += [d.notice_id for d in due_rechecks(conn, now=dt.datetime.now(dt.UTC))]
+            for found in due_rechecks(conn, now=dt.datetime.now(dt.UTC)):
+                asked.setdefault(found.notice_id, False)
     limits = ProbeLimits(
         max_image_bytes=state.settings.max_image_bytes,
         max_image_pixels=state.settings.max_image_pixels,
     )
     reports: list[RecheckReport] = []
     escalations: list[EscalationResult] = []
-    for notice_id in dict.fromkeys(ids):
+    for notice_id, forced in asked.items():
         with user_errors(), _discovery_errors():
             # A prober per notice: what it keeps of the bodies it fetched goes with it.
-            report = recheck_notice(db, notice_id, prober=Prober(limits), actor="cli")
+            report = recheck_notice(
+                db,
+                notice_id,
+                prober=Prober(limits),
+                only_if_due=not forced,
+                actor="cli",
+                requested_by=_login() if forced else None,
+            )
             reports.append(report)
             if and_escalate and report.escalation_due:
                 escalations.append(
@@ -139,6 +153,14 @@ def _discovery_errors() -> Iterator[None]:
         yield
     except DiscoveryUnavailable as exc:
         raise click.ClickException(f"{exc} (nothing changed; try again later)") from exc
+
+
+def _login() -> str:
+    """Who runs the command, for the record (the CLI has no signed-in user)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return "unknown"
 
 
 def _report_json(report: RecheckReport) -> dict[str, object]:

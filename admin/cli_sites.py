@@ -1,4 +1,4 @@
-"""``mamoru sites``: crawl targets and their policy."""
+"""``mamoru sites``: crawl targets and their policy, and the origin host behind a CDN."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ from crawler.sites import (
     update_site,
 )
 from store.rows import Site
+from takedown.escalate import (
+    DiscoveryOptions,
+    DiscoveryUnavailable,
+    EscalationResult,
+    follow_up_origin,
+)
 
 
 def _pairs(values: tuple[str, ...], sep: str, option: str) -> dict[str, str]:
@@ -98,6 +104,14 @@ def policy_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--active/--inactive", "is_active", default=None, help="Whether scheduled crawls run."
         ),
         click.option("--notes", help="Free text for operators."),
+        click.option(
+            "--origin",
+            "origin_addresses",
+            multiple=True,
+            metavar="ADDRESS",
+            help="Behind a CDN: an IP address of the origin host, once learnt (repeatable; "
+            "replaces the recorded ones). Its host is noticed after the CDN.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -149,16 +163,80 @@ def sites_add(state: Context, name: str, urls: tuple[str, ...], as_json: bool, *
 @sites.command("edit")
 @click.argument("name")
 @policy_options
+@click.option("--clear-origin", is_flag=True, help="Forget the recorded origin addresses.")
+@click.option(
+    "--followup/--no-followup",
+    default=True,
+    help="When --origin records a new origin, follow the site's notices that went to its CDN "
+    "up to the origin's host now (default; discovers the host over RDAP).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_context
-def sites_edit(state: Context, name: str, as_json: bool, **raw: Any) -> None:
+def sites_edit(
+    state: Context, name: str, clear_origin: bool, followup: bool, as_json: bool, **raw: Any
+) -> None:
     """Change the policy of site NAME (only the options given)."""
+    changes = _changes(raw)
+    if clear_origin:
+        if "origin_addresses" in changes:
+            raise click.UsageError("--origin and --clear-origin contradict each other")
+        changes["origin_addresses"] = []
     with user_errors():
-        site = update_site(state.db(), name, _changes(raw))
+        before = get_site(state.db(), name)
+        site = update_site(state.db(), name, changes)
+    results: list[EscalationResult] = []
+    learnt = site.origin_addresses and site.origin_addresses != before.origin_addresses
+    if followup and learnt:
+        try:
+            with user_errors():
+                results = follow_up_origin(
+                    state.db(), site.id, discovery=DiscoveryOptions(state.settings), actor="cli"
+                )
+        except DiscoveryUnavailable as exc:
+            # The origin is recorded either way; only the follow-up waits.
+            click.echo(
+                f"warning: {exc}; retry with: mamoru sites origin-followup {site.name}", err=True
+            )
     if as_json:
-        emit_json(site_json(site))
-    else:
-        click.echo(f"updated site {site.id}: {site.name}")
+        emit_json({**site_json(site), "origin_followups": [r.__dict__ for r in results]})
+        return
+    click.echo(f"updated site {site.id}: {site.name}")
+    for result in results:
+        click.echo(_followup_line(result))
+
+
+@sites.command("origin-followup")
+@click.argument("name")
+@click.option("--no-discovery", is_flag=True, help="Use only the recipients already stored.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def sites_origin_followup(state: Context, name: str, no_discovery: bool, as_json: bool) -> None:
+    """Follow the notices of site NAME that went to its CDN up to the recorded origin's host."""
+    discovery = None if no_discovery else DiscoveryOptions(state.settings)
+    with user_errors():
+        site = get_site(state.db(), name)
+        if not site.origin_addresses:
+            raise click.ClickException(f"site {site.name} has no origin (sites edit --origin)")
+        try:
+            results = follow_up_origin(state.db(), site.id, discovery=discovery, actor="cli")
+        except DiscoveryUnavailable as exc:
+            raise click.ClickException(f"{exc}; nothing was changed, retry later") from exc
+    if as_json:
+        emit_json([r.__dict__ for r in results])
+        return
+    if not results:
+        click.echo("no notice of this site waits on its CDN")
+    for result in results:
+        click.echo(_followup_line(result))
+
+
+def _followup_line(result: EscalationResult) -> str:
+    line = f"notice {result.notice_id}: {result.outcome}"
+    if result.approved:
+        line += f" -> notice(s) {', '.join(map(str, result.approved))} approved, ready to send"
+    if result.invalid:
+        line += f"; refused by the validator: {', '.join(map(str, result.invalid))}"
+    return line + (f" ({result.detail})" if result.detail else "")
 
 
 @sites.command("list")

@@ -13,17 +13,21 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from crawler import netguard
 from store.config import Settings
 from store.rows import Site
 
 __all__ = [
+    "ACCEPT_LANGUAGE",
     "CHROMIUM_ARGS",
     "CHROMIUM_PATH_VARIABLE",
     "CrawlConfig",
+    "default_user_agent",
     "find_chromium",
     "scrapy_settings",
 ]
@@ -47,6 +51,8 @@ CHROMIUM_ARGS: Final = (
 )
 
 _MIB: Final = 1024 * 1024
+_SCRAPY_COOKIES: Final = "scrapy.downloadermiddlewares.cookies.CookiesMiddleware"
+_COOKIES_ORDER: Final = 700  # Scrapy's own place for its cookie middleware
 _VERSION = "0.1"
 
 
@@ -59,7 +65,13 @@ def find_chromium(configured: str | None = None) -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _default_user_agent() -> str:
+#: Accept-Language of every crawl request (a site's own headers may replace it).
+ACCEPT_LANGUAGE: Final = "en,ja;q=0.8"
+
+
+def default_user_agent() -> str:
+    """The crawler's User-Agent; rechecks send it too, so a site answers them as it answered
+    the crawl."""
     # Realistic enough that sites serve the page a reader gets, honest about who asks.
     return (
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -121,7 +133,7 @@ class CrawlConfig:
 
     # -- output
     evidence_dir: Path = Path("evidence")
-    user_agent: str = field(default_factory=_default_user_agent)
+    user_agent: str = field(default_factory=default_user_agent)
     log_level: str = "INFO"
 
     @classmethod
@@ -168,6 +180,18 @@ class CrawlConfig:
     @property
     def may_render(self) -> bool:
         return self.rendering != "never"
+
+    @cached_property  # asked for every link and request: computed once per config
+    def domains(self) -> tuple[str, ...]:
+        """The site's own domains: its allowed domains, else its start URLs' hosts."""
+        domains = self.allowed_domains or tuple(urlsplit(u).hostname or "" for u in self.start_urls)
+        return tuple(dict.fromkeys(d.lower().lstrip(".") for d in domains if d))
+
+    def is_site_host(self, host: str) -> bool:
+        """Whether ``host`` is the site's: one of its domains or a subdomain of one (where
+        links are followed, and where the site's cookies go)."""
+        host = host.lower()
+        return any(host == d or host.endswith("." + d) for d in self.domains)
 
     # -- passing the config to a crawl's child process
 
@@ -216,7 +240,7 @@ def scrapy_settings(config: CrawlConfig) -> dict[str, Any]:
         "DEFAULT_REQUEST_HEADERS": {
             "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,"
             "image/avif,image/webp,*/*;q=0.8",
-            "Accept-Language": "en,ja;q=0.8",
+            "Accept-Language": ACCEPT_LANGUAGE,
             **config.request_headers,
         },
         "COOKIES_ENABLED": True,
@@ -241,6 +265,10 @@ def scrapy_settings(config: CrawlConfig) -> dict[str, Any]:
     }
     # netguard's middleware entry merges with ours; its resolver key replaces Scrapy's.
     middlewares = dict(guard.pop("DOWNLOADER_MIDDLEWARES"))
+    # The site's cookies go in the cookie jar (see crawler.cookies), so the middleware that
+    # keeps the jar is ours, in the place of Scrapy's.
+    middlewares[_SCRAPY_COOKIES] = None
+    middlewares["crawler.cookies.SiteCookiesMiddleware"] = _COOKIES_ORDER
     settings.update(guard)
     settings["DOWNLOADER_MIDDLEWARES"] = middlewares
     if config.may_render:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -43,6 +44,8 @@ class SitePolicy:
     schedule: str = "0 3 * * *"
     is_active: bool = True
     notes: str | None = None
+    # Behind a CDN: the real host's addresses once learnt, so notices can follow up to it.
+    origin_addresses: list[str] = field(default_factory=list)
 
 
 POLICY_FIELDS = tuple(f.name for f in fields(SitePolicy))
@@ -81,9 +84,24 @@ def validate(values: dict[str, Any]) -> dict[str, Any]:
             raise SiteError(f"{key} must be between {low} and {high}")
     if "delay_seconds" in out and float(out["delay_seconds"]) < 0:
         raise SiteError("delay_seconds must not be negative")
+    if "origin_addresses" in out:
+        out["origin_addresses"] = _addresses(out["origin_addresses"])
     if "schedule" in out and len(str(out["schedule"]).split()) != 5:
         raise SiteError("schedule must be a cron expression with 5 fields, e.g. '0 3 * * *'")
     return out
+
+
+def _addresses(values: list[str]) -> list[str]:
+    found: list[str] = []
+    for value in (v.strip() for v in values):
+        if not value:
+            continue
+        try:
+            address = ipaddress.ip_address(value.strip("[]"))
+        except ValueError:
+            raise SiteError(f"origin address {value!r} is not an IP address") from None
+        found.append(str(address))
+    return list(dict.fromkeys(found))
 
 
 def default_domains(start_urls: list[str]) -> list[str]:

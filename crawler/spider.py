@@ -164,10 +164,6 @@ class SiteSpider(scrapy.Spider):
         self.database_url = database_url
         # NetguardMiddleware reads the policy from here.
         self.netguard_policy = config.policy
-        domains = config.allowed_domains or tuple(
-            (urlsplit(u).hostname or "").lower() for u in config.start_urls
-        )
-        self._domains = tuple(d.lower().lstrip(".") for d in domains if d)
         self._include = [re.compile(p) for p in config.include_patterns]
         self._exclude = [re.compile(p) for p in config.exclude_patterns]
         self._pages: set[str] = set()  # page URLs requested (static fetch)
@@ -231,8 +227,7 @@ class SiteSpider(scrapy.Spider):
         return headers
 
     def _in_scope(self, url: str) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
-        if not any(host == d or host.endswith("." + d) for d in self._domains):
+        if not self.config.is_site_host(urlsplit(url).hostname or ""):
             return False
         if self._include and not any(p.search(url) for p in self._include):
             return False
@@ -405,7 +400,7 @@ class SiteSpider(scrapy.Spider):
         known = self._known.get(url)
         if response.status == 304 and known is not None:
             self._inc("pages_not_modified")
-            yield from self._unchanged(url, response.url, known, depth)
+            yield from self._unchanged(response, known, depth)
             return
         content_type = _content_type(response).lower()
         if content_type.startswith("image/"):
@@ -418,7 +413,7 @@ class SiteSpider(scrapy.Spider):
         body_sha = hashlib.sha256(response.body).digest()
         if known is not None and known.content_sha256 == body_sha and response.url == url:
             self._inc("pages_unchanged")
-            yield from self._unchanged(url, response.url, known, depth)
+            yield from self._unchanged(response, known, depth)
             return
         self._inc("pages")
         found = discover(
@@ -446,30 +441,40 @@ class SiteSpider(scrapy.Spider):
         yield from self._data_images(capture, found)
         yield from self._image_requests(capture, found.images)
 
-    def _unchanged(self, url: str, final: str, known: _Known, depth: int) -> Iterator[Any]:
-        yield UnchangedPage(final)
+    def _unchanged(self, response: Response, known: _Known, depth: int) -> Iterator[Any]:
+        """A page as the last crawl saw it: its sightings are seen again, its links followed
+        and its archives asked again (conditionally) from what that crawl stored."""
+        yield UnchangedPage(response.url)
         found = known.found
-        yield from self._follow(
-            found.get("links", []),
-            found.get("archives", []),
-            found.get("stylesheets", []),
-            None,
-            depth,
-        )
+        yield from self._follow_links(found.get("links", []), depth)
+        archives = found.get("archives", [])
+        if archives:
+            # An archive that changed behind an unchanged page is read, and its pages are
+            # sighted on the page that links it (not at the archive's own URL), asked for with
+            # that page as Referer. This response is the page's capture: the same bytes as last
+            # time, or a 304 without a body (the previous crawl's evidence holds the HTML).
+            yield from self._archive_requests(archives, self._capture(response))
 
     def _follow(
         self,
         links: Iterable[str],
         archives: Iterable[str],
         stylesheets: Iterable[str],
-        capture: PageCapture | None,
+        capture: PageCapture,
         depth: int,
     ) -> Iterator[Request]:
+        yield from self._follow_links(links, depth)
+        yield from self._archive_requests(archives, capture)
+        yield from self._stylesheet_requests(stylesheets, capture)
+
+    def _follow_links(self, links: Iterable[str], depth: int) -> Iterator[Request]:
         if depth < self.config.max_depth:
             for link in links:
                 request = self._page_request(link, depth + 1)
                 if request is not None:
                     yield request
+
+    def _archive_requests(self, archives: Iterable[str], capture: PageCapture) -> Iterator[Request]:
         for url in archives:
             if url in self._other:
                 continue
@@ -488,8 +493,10 @@ class SiteSpider(scrapy.Spider):
                     "download_warnsize": 0,
                 },
             )
-        if capture is None:
-            return
+
+    def _stylesheet_requests(
+        self, stylesheets: Iterable[str], capture: PageCapture
+    ) -> Iterator[Request]:
         for url in stylesheets:
             if url in self._other:
                 continue
@@ -503,10 +510,9 @@ class SiteSpider(scrapy.Spider):
                 meta={"mamoru_kind": "stylesheet", "mamoru_page": capture},
             )
 
-    def _referer(self, capture: PageCapture | None, url: str) -> dict[str, str]:
+    def _referer(self, capture: PageCapture, url: str) -> dict[str, str]:
         headers = self._conditional(url)
-        if capture is not None:
-            headers["Referer"] = capture.url
+        headers["Referer"] = capture.url
         return headers
 
     def parse_stylesheet(self, response: Response) -> Iterator[Any]:
@@ -631,13 +637,12 @@ class SiteSpider(scrapy.Spider):
     # -- archives
 
     async def parse_archive(self, response: Response) -> AsyncIterator[Any]:
-        capture: PageCapture | None = response.meta.get("mamoru_page")
+        # The page that links the archive: its pages are sighted there.
+        capture: PageCapture = response.meta["mamoru_page"]
         url = response.request.url if response.request else response.url
         if response.status == 304:
             self._inc("archives_not_modified")
             return
-        if capture is None:
-            capture = self._capture(response, url=url)
         self._inc("archives")
         name = url
         try:

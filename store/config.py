@@ -8,6 +8,7 @@ file outside the repository, never in the repository.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from functools import lru_cache
@@ -120,6 +121,12 @@ class Settings(BaseSettings):
         description="Where the IANA RDAP bootstrap files (dns.json, ipv4.json, ipv6.json) are "
         "read to find a domain's registrar or an address's network abuse contact.",
     )
+    dns_servers: str = Field(
+        default="",
+        description="DNS servers that recipient discovery asks (the site's name, RDAP and "
+        "security.txt hosts): comma-separated IP addresses, each optionally with a port "
+        "(`192.0.2.53`, `192.0.2.53:5353`, `[2001:db8::53]:53`). Empty: the system resolver.",
+    )
     web_secret_key: str | None = Field(
         default=None,
         description="Secret that signs admin session cookies. Unset: a random key generated "
@@ -160,6 +167,17 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("dns_servers")
+    @classmethod
+    def _dns_servers(cls, value: str) -> str:
+        # Parsed here so a typo fails at start-up, not at the first notice.
+        return ", ".join(_format_server(s) for s in parse_dns_servers(value))
+
+    @property
+    def dns_nameservers(self) -> tuple[tuple[str, int], ...]:
+        """``dns_servers`` as (address, port) pairs; empty: use the system resolver."""
+        return parse_dns_servers(self.dns_servers)
+
     @field_validator("smtp_url")
     @classmethod
     def _smtp_url(cls, value: str | None) -> str | None:
@@ -199,6 +217,39 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"{CONFIG_FILE_VARIABLE}={config_file}: no such file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+def parse_dns_servers(text: str) -> tuple[tuple[str, int], ...]:
+    """``"192.0.2.53, 192.0.2.54:5353, [2001:db8::53]:53"`` as (address, port) pairs.
+
+    Addresses only, never names: a server's name would itself need a resolver to find.
+    """
+    servers: list[tuple[str, int]] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        host, port = item, "53"
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            if rest:
+                if not rest.startswith(":"):
+                    raise ValueError(f"DNS server {item!r} is not ADDRESS or ADDRESS:PORT")
+                port = rest[1:]
+        elif item.count(":") == 1:
+            host, port = item.split(":")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"DNS server {item!r}: {host!r} is not an IP address") from None
+        if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"DNS server {item!r}: port {port!r} is not 1-65535")
+        servers.append((str(address), int(port)))
+    return tuple(servers)
+
+
+def _format_server(server: tuple[str, int]) -> str:
+    address, port = server
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -96,6 +96,7 @@ class Site:
     notes: str | None
     created_at: datetime
     updated_at: datetime
+    origin_addresses: list[str]
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 ``recheck_due`` is what the scheduler enqueues periodically; it only reads committed state
 and enqueues, so a lost or duplicated message costs a delay or a no-op. ``recheck_notice``
 rechecks only when a round is due and under a per-notice lock, so duplicates find the round
-done; ``escalate`` moves the notice out of ``still_up`` in the transaction that drafts its
-successor, so a retry finds it escalated. Queue ``followup``: rechecks wait on slow pirate
-sites and must not hold up the sending of notices.
+done; an operator's "Recheck now" sends it with ``force`` (and who asked), and it rechecks at
+once, due or not. ``escalate`` moves the notice out of ``still_up`` in the transaction that
+drafts its successor, so a retry finds it escalated. Queue ``followup``: rechecks wait on slow
+pirate sites and must not hold up the sending of notices.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import dramatiq
 from store.config import get_settings
 from store.db import Database, open_database
 from takedown.broker import setup_broker
-from takedown.escalate import DiscoveryOptions, escalate_notice
+from takedown.escalate import DiscoveryOptions, escalate_notice, follow_up_origin
 from takedown.followup import FollowupPolicy, due_rechecks, escalations_due
 from takedown.probe import ProbeLimits, Prober
 from takedown.recheck import recheck_notice as recheck_one
@@ -71,10 +72,25 @@ def recheck_due() -> None:
     time_limit=30 * MINUTE_MS,
     throws=(LookupError,),
 )
-def recheck_notice(notice_id: int) -> None:
-    """Recheck one notice if a round is due; enqueue its escalation when its SLA has passed."""
+def recheck_notice(
+    notice_id: int,
+    force: bool = False,
+    actor: str = "worker",
+    user_id: int | None = None,
+    requested_by: str | None = None,
+) -> None:
+    """Recheck one notice if a round is due, or at once with ``force`` (an operator asked:
+    ``actor`` is where, ``user_id``/``requested_by`` who, for the round's events); enqueue its
+    escalation when its SLA has passed."""
     report = recheck_one(
-        _db(), notice_id, policy=_policy(), prober=Prober(_limits()), only_if_due=True
+        _db(),
+        notice_id,
+        policy=_policy(),
+        prober=Prober(_limits()),
+        only_if_due=not force,
+        actor=actor,
+        user_id=user_id,
+        requested_by=requested_by,
     )
     if report.skipped:
         log.info("notice %s: recheck skipped: %s", notice_id, report.skipped)
@@ -105,3 +121,31 @@ def escalate(notice_id: int) -> None:
     log.info("notice %s: %s %s %s", notice_id, result.outcome, result.new_notices, result.detail)
     for new_id in result.approved:
         send_notice.send(new_id)
+
+
+@dramatiq.actor(
+    queue_name=QUEUE,
+    max_retries=5,
+    min_backoff=5 * MINUTE_MS,
+    max_backoff=6 * 60 * MINUTE_MS,
+    time_limit=10 * MINUTE_MS,
+    throws=(LookupError,),
+)
+def origin_followup(site_id: int, actor: str = "worker") -> None:
+    """An operator recorded the origin behind a site's CDN: take the site's notices that went
+    to the CDN on to the origin's host, and send the new notices (idempotent: a duplicate
+    message finds the chains already followed up). ``DiscoveryUnavailable`` is retried."""
+    from takedown.actors import enqueue_sends  # here: takedown.actors imports this module
+
+    results = follow_up_origin(
+        _db(), site_id, discovery=DiscoveryOptions(get_settings()), actor=actor
+    )
+    for result in results:
+        log.info(
+            "site %s origin follow-up: notice %s %s %s",
+            site_id,
+            result.notice_id,
+            result.outcome,
+            result.new_notices,
+        )
+    enqueue_sends([new_id for result in results for new_id in result.approved])

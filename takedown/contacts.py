@@ -2,13 +2,15 @@
 
 Runs before composing, outside any transaction: discovery makes network calls (RDAP,
 security.txt) that must not hold database locks. Contacts configured by an operator always
-win; discovery only runs for sites without a recipient that takes email.
+win; discovery only runs for sites without a recipient that takes email. A site's recorded
+origin addresses (behind a CDN) are passed on, so the origin's host is found too.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from store.config import Settings
@@ -16,7 +18,12 @@ from store.db import Database
 from takedown.recipients import LookupRefused, discover_report, ensure_recipients
 from takedown.states import record_event
 
-__all__ = ["ContactsReport", "discover_missing_recipients", "sites_needing_recipients"]
+__all__ = [
+    "ContactsReport",
+    "SiteToDiscover",
+    "discover_missing_recipients",
+    "sites_needing_recipients",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +34,20 @@ class ContactsReport:
     problems: dict[int, list[str]] = field(default_factory=dict)
 
 
-def sites_needing_recipients(db: Database) -> list[tuple[int, str, bool]]:
-    """(site id, first start URL, allow_private) of sites with approved, unnoticed matches
-    and no recipient that takes email."""
+class SiteToDiscover(NamedTuple):
+    site_id: int
+    start_url: str
+    allow_private: bool
+    origin_addresses: tuple[str, ...] = ()
+
+
+def sites_needing_recipients(db: Database) -> list[SiteToDiscover]:
+    """Sites with approved, unnoticed matches and no recipient that takes email."""
     with db.connection() as conn:
         rows = conn.execute(
             """
-            select distinct st.id, st.start_urls[1], st.allow_private_addresses
+            select distinct st.id, st.start_urls[1], st.allow_private_addresses,
+                   st.origin_addresses
             from matches m
             join sightings s on s.id = m.sighting_id
             join sites st on st.id = s.site_id
@@ -44,14 +58,14 @@ def sites_needing_recipients(db: Database) -> list[tuple[int, str, bool]]:
             order by st.id
             """
         ).fetchall()
-    return [(int(r[0]), str(r[1]), bool(r[2])) for r in rows]
+    return [SiteToDiscover(int(r[0]), str(r[1]), bool(r[2]), tuple(r[3] or ())) for r in rows]
 
 
 def discover_missing_recipients(
     db: Database, settings: Settings, *, timeout: float = 10.0
 ) -> ContactsReport:
     report = ContactsReport()
-    for site_id, start_url, allow_private in sites_needing_recipients(db):
+    for site_id, start_url, allow_private, origin in sites_needing_recipients(db):
         domain = (urlsplit(start_url).hostname or "").lower()
         base = f"{urlsplit(start_url).scheme}://{urlsplit(start_url).netloc}/"
         problems: list[str] = []
@@ -61,6 +75,7 @@ def discover_missing_recipients(
                 None,
                 settings=settings,
                 site_url=base,
+                origin_addresses=origin,
                 allow_private=allow_private,
                 timeout=timeout,
             )

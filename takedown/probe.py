@@ -8,6 +8,13 @@ the matcher's limits (:func:`matcher.decode.decode_image`) and compared with the
 page by the matcher's own verification (:func:`matcher.robust.score`) against the review
 threshold: above it the image is still a copy, whatever its bytes.
 
+A recheck asks the way the crawler asked (:class:`SiteRequests`): the crawler's User-Agent, the
+site's own headers and cookies, an image with its page as Referer, and the cookies the site set
+kept for the next request. A site whose images answer 401/403 to a visitor that has not been
+on the page (hotlink protection, a cookie set by the page) gets the page visited first and the
+image asked again, as a reader's browser would; without this every recheck of such a site
+would be an ``error`` forever.
+
 A URL's verdict (:func:`judge`):
 
 - ``same``: a 2xx with exactly the bytes the crawl saw (same SHA-256);
@@ -15,20 +22,23 @@ A URL's verdict (:func:`judge`):
 - ``absent``: 404, 410 or 451, or a 2xx with something that is not a copy of the page (a
   placeholder image, an HTML "removed" page served at the image URL);
 - ``error``: the recheck cannot tell: no answer, refused by the SSRF policy, too large, any
-  other status (403 from hotlink protection, 429, 5xx), an image too large or too broken to
+  other status (403 even after a visit to the page, 429, 5xx), an image too large or too broken to
   decode, or a page without current fingerprints to compare with.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from http.cookiejar import Cookie, CookieJar
 from types import MappingProxyType
 from typing import Any, Final, Literal, Protocol
+from urllib.parse import urlsplit
 
 from psycopg import Connection
 
+from crawler.config import ACCEPT_LANGUAGE, default_user_agent
 from crawler.discovery import discover
 from crawler.netguard import AddressPolicy
 from matcher import robust
@@ -48,6 +58,7 @@ __all__ = [
     "ProbeLimits",
     "Prober",
     "Seen",
+    "SiteRequests",
     "Verdict",
     "judge",
     "judge_body",
@@ -65,6 +76,9 @@ _HTML_TYPES: Final = frozenset({"text/html", "application/xhtml+xml"})
 # the copy is not there. Any other failure (a pixel bomb, truncated data) says nothing about
 # the copy and leaves the verdict open.
 _NOT_AN_IMAGE: Final = ("not an image", "empty file")
+# What a site answers an image request it will not serve to this visitor (as opposed to 404:
+# gone): hotlink protection, a cookie gate.
+_DENIED: Final = frozenset({401, 403})
 
 
 class Fetcher(Protocol):
@@ -77,7 +91,22 @@ class Fetcher(Protocol):
         max_bytes: int,
         max_redirects: int,
         accept: str,
+        headers: Mapping[str, str] | None = None,
+        cookies: CookieJar | None = None,
     ) -> Fetched: ...
+
+
+@dataclass(frozen=True)
+class SiteRequests:
+    """What the crawler sends a site with every request: the site policy's headers (a language,
+    an age gate) and cookies. A recheck sends the same, so the site answers it as it answered
+    the crawl."""
+
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    cookies: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+_NO_SITE: Final = SiteRequests()
 
 
 @dataclass(frozen=True)
@@ -150,26 +179,68 @@ class Seen:
 
 class Prober:
     """GETs through the SSRF policy, each URL once per recheck (items of one notice often share
-    a page, and every item of a page looks at the same images)."""
+    a page, and every item of a page looks at the same images), with one cookie jar for the
+    whole recheck, as one reader's browser."""
 
-    def __init__(self, limits: ProbeLimits = ProbeLimits(), fetcher: Fetcher = fetch) -> None:
+    def __init__(
+        self,
+        limits: ProbeLimits = ProbeLimits(),
+        fetcher: Fetcher = fetch,
+        *,
+        user_agent: str | None = None,
+    ) -> None:
         self.limits = limits
         self._fetch = fetcher
+        self._user_agent = user_agent or default_user_agent()
+        self._jar = CookieJar()
         self._seen: dict[tuple[bool, str, str], Seen] = {}
 
-    def image(self, url: str, policy: AddressPolicy) -> Seen:
-        return self._get(url, policy, "image")
+    def image(
+        self,
+        url: str,
+        policy: AddressPolicy,
+        *,
+        page: str | None = None,
+        site: SiteRequests = _NO_SITE,
+    ) -> Seen:
+        """The image at ``url``, asked for as shown on ``page`` (its Referer). Refused (401/403),
+        ``page`` is visited and the image asked again with what the visit left in the jar."""
+        key = (policy.allow_private, "image", url)
+        if key in self._seen:
+            return self._seen[key]
+        seen = self._fetch_one(url, policy, "image", site, page)
+        if seen.status in _DENIED and page is not None and page != url:
+            self.page(page, policy, site=site)
+            seen = self._fetch_one(url, policy, "image", site, page)
+        self._seen[key] = seen
+        return seen
 
-    def page(self, url: str, policy: AddressPolicy) -> Seen:
-        return self._get(url, policy, "page")
-
-    def _get(self, url: str, policy: AddressPolicy, kind: str) -> Seen:
-        key = (policy.allow_private, kind, url)
+    def page(self, url: str, policy: AddressPolicy, *, site: SiteRequests = _NO_SITE) -> Seen:
+        key = (policy.allow_private, "page", url)
         if key not in self._seen:
-            self._seen[key] = self._fetch_one(url, policy, kind)
+            self._seen[key] = self._fetch_one(url, policy, "page", site, None)
         return self._seen[key]
 
-    def _fetch_one(self, url: str, policy: AddressPolicy, kind: str) -> Seen:
+    def _headers(self, url: str, site: SiteRequests, referer: str | None) -> dict[str, str]:
+        # The crawler's order: its defaults, then the site's own headers over them (names in
+        # one spelling, so that a site's "user-agent" replaces the default instead of joining it).
+        headers = {"User-Agent": self._user_agent, "Accept-Language": ACCEPT_LANGUAGE}
+        headers.update({_header_name(k): v for k, v in site.headers.items()})
+        if referer is not None:
+            headers["Referer"] = referer
+        host = urlsplit(url).hostname
+        if host:
+            known = {(c.domain, c.name) for c in self._jar}
+            for name, value in site.cookies.items():
+                # The site's configured cookies go to the host asked, as the renderer sets them
+                # for the page's origin; a cookie the site itself set since wins.
+                if (host, name) not in known:
+                    self._jar.set_cookie(_host_cookie(host, name, value))
+        return headers
+
+    def _fetch_one(
+        self, url: str, policy: AddressPolicy, kind: str, site: SiteRequests, referer: str | None
+    ) -> Seen:
         page = kind == "page"
         limits = self.limits
         try:
@@ -180,6 +251,8 @@ class Prober:
                 max_bytes=limits.max_page_bytes if page else limits.max_image_bytes,
                 max_redirects=limits.max_redirects,
                 accept=_PAGE_ACCEPT if page else _IMAGE_ACCEPT,
+                headers=self._headers(url, site, referer),
+                cookies=self._jar,
             )
         except FetchError as exc:
             return Seen(url, status=exc.status, error=f"{exc.reason}: {exc.detail or exc.url}")
@@ -195,6 +268,32 @@ class Prober:
         else:
             seen.body = Body(got.body, url, limits.decode)
         return seen
+
+
+def _header_name(name: str) -> str:
+    return "-".join(part.capitalize() for part in name.strip().split("-"))
+
+
+def _host_cookie(host: str, name: str, value: str) -> Cookie:
+    """A host-only session cookie for every path of ``host``."""
+    return Cookie(
+        version=0,
+        name=name,
+        value=value,
+        port=None,
+        port_specified=False,
+        domain=host.lower(),
+        domain_specified=False,
+        domain_initial_dot=False,
+        path="/",
+        path_specified=True,
+        secure=False,
+        expires=None,
+        discard=True,
+        comment=None,
+        comment_url=None,
+        rest={},
+    )
 
 
 def _is_html(got: Fetched) -> bool:

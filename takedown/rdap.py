@@ -10,7 +10,9 @@ policy as the crawler (:mod:`crawler.netguard`, checked on the URL and again on 
 addresses, then connecting to exactly those addresses), ``http``/``https`` only, a few
 redirects each checked again, a body size limit, and one deadline for the whole exchange that a
 watchdog enforces by shutting the socket, so a server dripping bytes cannot stretch it.
-Name resolution itself (``getaddrinfo``) is bounded by the system resolver's timeouts only.
+Names are resolved by a :class:`takedown.resolver.Resolver`: the DNS servers of
+``MAMORU_DNS_SERVERS`` within one deadline, or (unset) ``getaddrinfo``, which is bounded by the
+system resolver's timeouts only.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from http.cookiejar import CookieJar
+from typing import Any, Final, cast
 from urllib.parse import quote, urljoin, urlsplit
 
-from crawler.netguard import AddressPolicy, BlockedAddress, check_url, resolve_and_check
+from crawler.netguard import AddressPolicy, BlockedAddress, check_url
+from takedown.resolver import Resolver
 
 __all__ = [
     "BOOTSTRAP_TTL",
@@ -58,6 +63,7 @@ BOOTSTRAP_TTL: Final = 24 * 3600.0
 USER_AGENT: Final = "Mamoru/0.1 (takedown recipient discovery)"
 RDAP_ACCEPT: Final = "application/rdap+json, application/json;q=0.9"
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_SYSTEM: Final = Resolver()
 # Hostile answers can nest entities without end; real ones nest two or three deep.
 _MAX_ENTITY_DEPTH: Final = 5
 _MAX_ENTITIES: Final = 200
@@ -100,21 +106,73 @@ def fetch(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_redirects: int = MAX_REDIRECTS,
     accept: str = "*/*",
+    resolver: Resolver | None = None,
+    headers: Mapping[str, str] | None = None,
+    cookies: CookieJar | None = None,
 ) -> Fetched:
     """GET ``url`` within one deadline; any final status is returned, transport failures raise
-    :class:`FetchError`."""
+    :class:`FetchError`. ``resolver``: how names are resolved (default: the system's).
+    ``headers`` are sent with every request (over the defaults: a recheck sends the crawler's
+    User-Agent and a Referer); ``cookies`` sends what the jar holds for each URL asked and
+    keeps what each answer sets, redirects included."""
     deadline = time.monotonic() + timeout
     current = url
     for _ in range(max_redirects + 1):
-        status, headers, body = _get_once(current, policy, deadline, timeout, max_bytes, accept)
+        status, answer, body = _get_once(
+            current,
+            policy,
+            deadline,
+            timeout,
+            max_bytes,
+            accept,
+            resolver or _SYSTEM,
+            _with_cookies(headers, cookies, current),
+        )
+        if cookies is not None:
+            _keep_cookies(cookies, current, answer)
         if status not in _REDIRECTS:
-            content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            content_type = answer.get("content-type", "").split(";", 1)[0].strip().lower()
             return Fetched(current, status, content_type, body)
-        location = headers.get("location")
+        location = answer.get("location")
         if not location:
             raise FetchError(current, "redirect", f"HTTP {status} without Location")
         current = urljoin(current, location.strip())
     raise FetchError(url, "redirect", f"more than {max_redirects} redirects")
+
+
+def _with_cookies(
+    headers: Mapping[str, str] | None, jar: CookieJar | None, url: str
+) -> dict[str, str]:
+    # Asked again for every hop: a redirect to another host must not carry this one's cookies.
+    out = dict(headers or {})
+    if jar is not None:
+        request = _jar_request(url)
+        jar.add_cookie_header(request)
+        found = request.get_header("Cookie")
+        if found:
+            out["Cookie"] = "; ".join(filter(None, (out.get("Cookie"), found)))
+    return out
+
+
+class _Answer:
+    """All that ``CookieJar.extract_cookies`` reads of a response: ``info()``, its headers."""
+
+    def __init__(self, headers: http.client.HTTPMessage) -> None:
+        self._headers = headers
+
+    def info(self) -> http.client.HTTPMessage:
+        return self._headers
+
+
+def _keep_cookies(jar: CookieJar, url: str, headers: http.client.HTTPMessage) -> None:
+    # The response itself is closed by now; the jar only needs its headers.
+    answer = cast(http.client.HTTPResponse, _Answer(headers))
+    jar.extract_cookies(answer, _jar_request(url))
+
+
+def _jar_request(url: str) -> urllib.request.Request:
+    # Never opened (fetch makes the request): the jar only reads its URL and headers.
+    return urllib.request.Request(url)  # noqa: S310
 
 
 def _get_once(
@@ -124,7 +182,9 @@ def _get_once(
     timeout: float,
     max_bytes: int,
     accept: str,
-) -> tuple[int, dict[str, str], bytes]:
+    resolver: Resolver,
+    extra_headers: Mapping[str, str],
+) -> tuple[int, http.client.HTTPMessage, bytes]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
@@ -133,7 +193,7 @@ def _get_once(
         check_url(url, policy)
         host = parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
-        addresses = resolve_and_check(host, port, policy)
+        addresses = resolver.resolve(host, port, policy)
     except BlockedAddress as exc:
         raise FetchError(url, "refused", str(exc)) from None
     except (OSError, ValueError) as exc:
@@ -160,13 +220,16 @@ def _get_once(
             headers={
                 "User-Agent": USER_AGENT,
                 "Accept": accept,
+                **extra_headers,
+                # Not the caller's to change: bodies are read as sent, one request a connection.
                 "Accept-Encoding": "identity",
                 "Connection": "close",
             },
         )
         response = conn.getresponse()
         status = response.status
-        headers = {k.lower(): v for k, v in response.getheaders()}
+        # Case-insensitive, and keeps every Set-Cookie (a dict would keep only the last).
+        headers = response.msg
         redirect = status in _REDIRECTS
         body = b"" if redirect else _read_bounded(response, url, max_bytes)
     except FetchError:
@@ -446,7 +509,9 @@ class RdapClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_redirects: int = MAX_REDIRECTS,
+        resolver: Resolver | None = None,
     ) -> None:
+        self.resolver = resolver or _SYSTEM
         self.bootstrap_url = bootstrap_url if bootstrap_url.endswith("/") else bootstrap_url + "/"
         self.policy = AddressPolicy(allow_private=allow_private)
         self.timeout = timeout
@@ -523,6 +588,7 @@ class RdapClient:
                 max_bytes=max_bytes,
                 max_redirects=self.max_redirects,
                 accept=accept,
+                resolver=self.resolver,
             )
         except RdapError:
             raise

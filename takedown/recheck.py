@@ -1,7 +1,8 @@
 """Rechecking one sent notice: is each reported copy still served, and what follows from it.
 
-For each item not yet removed, the image URL is fetched and judged (:mod:`takedown.probe`). An
-item is recorded (one ``rechecks`` row each) as:
+For each item not yet removed, the image URL is fetched and judged (:mod:`takedown.probe`), as
+the crawler fetched it: with its page as Referer and the site's headers and cookies. An item is
+recorded (one ``rechecks`` row each) as:
 
 - ``still_up``: the image URL serves the very bytes the crawl saw;
 - ``changed``: the copy is still served, but not as seen: other bytes that still match the page
@@ -46,7 +47,7 @@ from takedown.followup import (
     FollowupPolicy,
     due_rechecks,
 )
-from takedown.probe import Judgement, PageScorer, Prober, Seen, judge, judge_body
+from takedown.probe import Judgement, PageScorer, Prober, Seen, SiteRequests, judge, judge_body
 from takedown.recipients import registrable_domain
 from takedown.states import transition
 
@@ -95,6 +96,7 @@ class _Item:
     sha256: bytes
     allow_private: bool
     others: tuple[str, ...]  # the site's other image URLs of this copy
+    site: SiteRequests
 
 
 @dataclass(frozen=True)
@@ -115,11 +117,15 @@ def recheck_notice(
     scorer: PageScorer | None = None,
     only_if_due: bool = False,
     actor: str = "worker",
+    user_id: int | None = None,
+    requested_by: str | None = None,
 ) -> RecheckReport:
     """Recheck every item of ``notice_id`` not yet removed and record what was found.
 
-    ``only_if_due``: do nothing unless a round is due (what a queued message asks; a duplicate
-    message then finds the round done). Raises LookupError for an unknown notice.
+    ``only_if_due``: do nothing unless a round is due (what a scheduled message asks; a
+    duplicate message then finds the round done). An operator's "recheck now" passes False.
+    ``user_id`` and ``requested_by`` name who asked for it, in the round's events. Raises
+    LookupError for an unknown notice.
     """
     now = now or dt.datetime.now(dt.UTC)
     prober = prober or Prober()
@@ -138,7 +144,8 @@ def recheck_notice(
         scorer.preload(conn, {item.page_id for item in items})
         conn.commit()
         checks = [_check(item, prober, scorer) for item in items]
-        report = _record(conn, notice_id, head, checks, now, policy, actor)
+        who = _Who(actor, user_id, requested_by)
+        report = _record(conn, notice_id, head, checks, now, policy, who)
         conn.commit()
         return report
 
@@ -177,7 +184,7 @@ def _items(conn: Connection[Any], notice_id: int, max_others: int) -> list[_Item
     rows = conn.execute(
         """
         select i.id, m.page_id, s.page_url, s.image_url, s.image_sha256,
-               st.allow_private_addresses,
+               st.allow_private_addresses, st.request_headers, st.cookies,
                array(
                    select o.image_url from sightings o
                    where o.site_id = s.site_id and o.image_url <> s.image_url
@@ -196,13 +203,23 @@ def _items(conn: Connection[Any], notice_id: int, max_others: int) -> list[_Item
         (max_others, notice_id),
     ).fetchall()
     return [
-        _Item(int(r[0]), int(r[1]), r[2], r[3], bytes(r[4]), bool(r[5]), tuple(r[6])) for r in rows
+        _Item(
+            int(r[0]),
+            int(r[1]),
+            r[2],
+            r[3],
+            bytes(r[4]),
+            bool(r[5]),
+            tuple(r[8]),
+            SiteRequests(dict(r[6] or {}), dict(r[7] or {})),
+        )
+        for r in rows
     ]
 
 
 def _check(item: _Item, prober: Prober, scorer: PageScorer) -> ItemCheck:
     policy = AddressPolicy(allow_private=item.allow_private)
-    image = prober.image(item.image_url, policy)
+    image = prober.image(item.image_url, policy, page=item.page_url, site=item.site)
     first = judge(image, item.sha256, item.page_id, scorer)
     details: dict[str, Any] = {"image": first.details | {"verdict": first.verdict}}
     if first.verdict == "same":
@@ -213,7 +230,7 @@ def _check(item: _Item, prober: Prober, scorer: PageScorer) -> ItemCheck:
         return ItemCheck(item.id, "error", image.status, details)
     # Gone from the reported URL: before calling it removed, look where the copy could have
     # moved on the same site.
-    page = prober.page(item.page_url, policy)
+    page = prober.page(item.page_url, policy, site=item.site)
     details["page"] = page.summary()
     if page.error is not None or not (_ok(page) or page.status in (404, 410, 451)):
         details["undecided"] = "the page could not be read"
@@ -245,11 +262,15 @@ def _elsewhere(
     candidates = [u for u in page.images if u not in seen and _domain(u) in domains]
     for url in candidates[: prober.limits.max_candidates]:
         seen.add(url)
-        yield url, judge(prober.image(url, policy), item.sha256, item.page_id, scorer)
+        image = prober.image(url, policy, page=item.page_url, site=item.site)
+        yield url, judge(image, item.sha256, item.page_id, scorer)
     for url in item.others:
         if url not in seen:
             seen.add(url)
-            yield url, judge(prober.image(url, policy), item.sha256, item.page_id, scorer)
+            # Shown on another page of the site, whose URL is not at hand: the reported page
+            # is a Referer from the same site, which is what hotlink protection checks.
+            image = prober.image(url, policy, page=item.page_url, site=item.site)
+            yield url, judge(image, item.sha256, item.page_id, scorer)
 
 
 def _ok(seen: Seen) -> bool:
@@ -264,6 +285,15 @@ def _domain(url: str) -> str:
 # -- recording
 
 
+@dataclass(frozen=True)
+class _Who:
+    """Who the round's events name: ``actor`` (worker, cli, web, api), the user when one asked."""
+
+    actor: str
+    user_id: int | None = None
+    requested_by: str | None = None
+
+
 def _record(
     conn: Connection[Any],
     notice_id: int,
@@ -271,7 +301,7 @@ def _record(
     checks: Sequence[ItemCheck],
     now: dt.datetime,
     policy: FollowupPolicy,
-    actor: str,
+    who: _Who,
 ) -> RecheckReport:
     row = conn.execute(
         "select state from notices where id = %s for update", (notice_id,)
@@ -287,30 +317,35 @@ def _record(
         )
         target = _ITEM_STATE.get(check.outcome)
         if target is not None:
-            match_id = _set_item_state(conn, check.item_id, target, now, actor)
+            match_id = _set_item_state(conn, check.item_id, target, now, who)
             if match_id is not None and target == "removed":
                 removed_matches.append(match_id)
     counts = Counter(check.outcome for check in checks)
-    _event(
-        conn,
-        notice_id,
-        RECHECKED_EVENT,
-        now,
-        actor,
-        {
-            "items": len(checks),
-            "gone": counts["gone"],
-            "still_up": counts["still_up"],
-            "changed": counts["changed"],
-            "errors": counts["error"],
-        },
-    )
+    summary: dict[str, Any] = {
+        "items": len(checks),
+        "gone": counts["gone"],
+        "still_up": counts["still_up"],
+        "changed": counts["changed"],
+        "errors": counts["error"],
+    }
+    if who.requested_by is not None:
+        # Not a scheduled round: someone asked for it (the timeline says who).
+        summary["requested_by"] = who.requested_by
+    _event(conn, notice_id, RECHECKED_EVENT, now, who, summary)
     left, up = _remaining(conn, notice_id)
     # The SLA is judged on what this round saw up: a round of errors only waits for its retry.
     seen_up = counts["still_up"] + counts["changed"] > 0
     escalation_due = False
     if state in OPEN_STATES and left == 0:
-        transition(conn, notice_id, OPEN_STATES, "removed", actor=actor, details={"at": str(now)})
+        transition(
+            conn,
+            notice_id,
+            OPEN_STATES,
+            "removed",
+            actor=who.actor,
+            user_id=who.user_id,
+            details={"at": str(now)},
+        )
         state = "removed"
     elif state in OPEN_STATES and seen_up and _sla_passed(head, now, policy):
         if state != "still_up":
@@ -320,18 +355,19 @@ def _record(
                 notice_id,
                 ("sent", "acknowledged"),
                 "still_up",
-                actor=actor,
+                actor=who.actor,
+                user_id=who.user_id,
                 details={"still_up": up, "sla_hours": sla_hours},
             )
             state = "still_up"
         escalation_due = True
     if removed_matches:
-        _carry_back(conn, notice_id, removed_matches, now, actor)
+        _carry_back(conn, notice_id, removed_matches, now, who)
     return RecheckReport(notice_id, now, tuple(checks), state, escalation_due)
 
 
 def _set_item_state(
-    conn: Connection[Any], item_id: int, target: str, now: dt.datetime, actor: str
+    conn: Connection[Any], item_id: int, target: str, now: dt.datetime, who: _Who
 ) -> int | None:
     """Move an item to ``target``; the match id when it moved, None when it already was."""
     row = conn.execute(
@@ -349,10 +385,10 @@ def _set_item_state(
     conn.execute(
         """
         insert into events (occurred_at, subject_type, subject_id, event_type, from_state,
-                            to_state, actor)
-        values (%s, 'notice_item', %s, 'state_changed', %s, %s, %s)
+                            to_state, actor, actor_user_id)
+        values (%s, 'notice_item', %s, 'state_changed', %s, %s, %s, %s)
         """,
-        (now, item_id, row[0], target, actor),
+        (now, item_id, row[0], target, who.actor, who.user_id),
     )
     return int(row[1])
 
@@ -376,7 +412,7 @@ def _sla_passed(head: _Head, now: dt.datetime, policy: FollowupPolicy) -> bool:
 
 
 def _carry_back(
-    conn: Connection[Any], notice_id: int, match_ids: list[int], now: dt.datetime, actor: str
+    conn: Connection[Any], notice_id: int, match_ids: list[int], now: dt.datetime, who: _Who
 ) -> None:
     """Content removed after an escalation was removed for the notices escalated, too."""
     ancestors = [
@@ -400,14 +436,15 @@ def _carry_back(
             (ancestor, match_ids),
         ).fetchall()
         for (item_id,) in items:
-            _set_item_state(conn, int(item_id), "removed", now, actor)
+            _set_item_state(conn, int(item_id), "removed", now, who)
         if items and _remaining(conn, ancestor)[0] == 0:
             transition(
                 conn,
                 ancestor,
                 "escalated",
                 "removed",
-                actor=actor,
+                actor=who.actor,
+                user_id=who.user_id,
                 details={"via_notice": notice_id},
             )
 
@@ -417,13 +454,13 @@ def _event(
     notice_id: int,
     event_type: str,
     at: dt.datetime,
-    actor: str,
+    who: _Who,
     details: Mapping[str, Any],
 ) -> None:
     # Written with the round's own time (not the database clock) so that the schedule, which
     # compares rounds with it, is testable with an explicit ``now``.
     conn.execute(
-        "insert into events (occurred_at, subject_type, subject_id, event_type, actor, details) "
-        "values (%s, 'notice', %s, %s, %s, %s)",
-        (at, notice_id, event_type, actor, Jsonb(dict(details))),
+        "insert into events (occurred_at, subject_type, subject_id, event_type, actor, "
+        "actor_user_id, details) values (%s, 'notice', %s, %s, %s, %s, %s)",
+        (at, notice_id, event_type, who.actor, who.user_id, Jsonb(dict(details))),
     )

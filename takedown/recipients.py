@@ -7,6 +7,11 @@ network abuse contact from RDAP for its address (the host), the registrar's abus
 RDAP for its domain, and last the RFC 2142 guess ``abuse@<registrable domain>``. The same mailbox
 is listed once, where it ranks highest.
 
+Every name (the site's, the RDAP servers', the site's for security.txt) is resolved by one
+:class:`takedown.resolver.Resolver`: the DNS servers of ``MAMORU_DNS_SERVERS``, else the
+system resolver. A site name that does not resolve (NXDOMAIN, a silent server) is a ``resolve``
+problem; the steps that need no address of the site still run.
+
 Nothing is contacted for a name or address that is private, loopback or link-local unless
 ``allow_private`` (tests): the whole discovery is refused with :class:`LookupRefused`. A step
 that fails (an RDAP server down, an expired security.txt, a refused redirect) does not stop the
@@ -29,10 +34,10 @@ import psycopg
 from psycopg.rows import class_row
 
 from crawler.netguard import AddressPolicy, BlockedAddress, Reason, check_resolved
-from crawler.netguard import resolve_and_check as _resolve_and_check
 from store.config import Settings, get_settings
 from takedown.cdn import Cdn, cdn_for
 from takedown.rdap import DEFAULT_TIMEOUT, FetchError, RdapClient, RdapError, fetch
+from takedown.resolver import Resolver
 
 __all__ = [
     "CDN_SOURCE",
@@ -289,10 +294,11 @@ def fetch_security_txt(
     allow_private: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     now: datetime | None = None,
+    resolver: Resolver | None = None,
 ) -> SecurityTxt:
     """Read ``<site_url>/.well-known/security.txt``. An answer that is not a usable file
-    (404, HTML, expired) comes back with ``problem`` set; a transport failure or a refused
-    address raises :class:`takedown.rdap.FetchError`."""
+    (404, HTML, expired) comes back with ``problem`` set; a transport failure, a name that
+    does not resolve or a refused address raises :class:`takedown.rdap.FetchError`."""
     url = site_url.rstrip("/") + "/.well-known/security.txt"
     fetched = fetch(
         url,
@@ -300,6 +306,7 @@ def fetch_security_txt(
         timeout=timeout,
         max_bytes=SECURITY_TXT_MAX_BYTES,
         accept="text/plain",
+        resolver=resolver,
     )
     if fetched.status != 200:
         return SecurityTxt(url, (), None, f"HTTP {fetched.status}")
@@ -327,6 +334,7 @@ def discover(
     timeout: float = DEFAULT_TIMEOUT,
     now: datetime | None = None,
     cdns: tuple[Cdn, ...] | None = None,
+    resolver: Resolver | None = None,
 ) -> list[Contact]:
     """The contacts to notify for ``domain``, first one first (see :func:`discover_report`)."""
     return discover_report(
@@ -341,6 +349,7 @@ def discover(
         timeout=timeout,
         now=now,
         cdns=cdns,
+        resolver=resolver,
     ).contacts
 
 
@@ -357,6 +366,7 @@ def discover_report(
     timeout: float = DEFAULT_TIMEOUT,
     now: datetime | None = None,
     cdns: tuple[Cdn, ...] | None = None,
+    resolver: Resolver | None = None,
 ) -> Discovery:
     """Contacts in notification order plus what went wrong on the way.
 
@@ -365,8 +375,10 @@ def discover_report(
     (:func:`configured_contacts`); when there are any they are the answer and nothing is
     looked up. ``bootstrap_url`` overrides ``settings.rdap_bootstrap_url``; ``site_url``
     (default ``https://<domain>``) is where security.txt is read; ``origin_addresses`` are the
-    real host's addresses behind a CDN, when known. Raises :class:`LookupRefused` before any
-    connection when the name or an address is not public and ``allow_private`` is off.
+    real host's addresses behind a CDN, when known: they get a ``host`` contact ranked right
+    after the CDN's. ``resolver`` (default: from ``settings.dns_servers``) resolves every
+    name. Raises :class:`LookupRefused` before any connection when the name or an address is
+    not public and ``allow_private`` is off.
     """
     name = _normalise_name(domain)
     policy = AddressPolicy(allow_private=allow_private)
@@ -374,10 +386,12 @@ def discover_report(
     if configured:
         return Discovery(list(configured))
     problems: list[Problem] = []
+    config = settings or get_settings()
+    resolver = resolver or Resolver.from_settings(config, timeout=timeout)
     if addresses is None:
-        addresses = _resolve(name, policy, problems)
-    url = bootstrap_url or (settings or get_settings()).rdap_bootstrap_url
-    rdap = RdapClient(url, allow_private=allow_private, timeout=timeout)
+        addresses = _resolve(name, policy, resolver, problems)
+    url = bootstrap_url or config.rdap_bootstrap_url
+    rdap = RdapClient(url, allow_private=allow_private, timeout=timeout, resolver=resolver)
 
     cdn_contacts: list[Contact] = []
     direct: list[str] = []
@@ -388,9 +402,11 @@ def discover_report(
         else:
             cdn_contacts.append(_cdn_contact(cdn, name))
     # A CDN's address names the CDN, not the host: only the origin, when known, says who hosts.
-    host_addresses = [*origin_addresses, *direct] if cdn_contacts else direct
+    # An operator who recorded an origin knows of a CDN even when its ranges are not in the
+    # table, so the origin ranks before the site's own (then likely the CDN's) addresses.
+    host_addresses = [*origin_addresses, *direct]
     host = _host_contacts(rdap, name, host_addresses, problems)
-    site = _security_txt_contacts(name, site_url, allow_private, timeout, now, problems)
+    site = _security_txt_contacts(name, site_url, allow_private, timeout, now, resolver, problems)
     ordered = [*cdn_contacts, *host, *site] if cdn_contacts else [*site, *host]
     registrable = registrable_domain(name)
     if not _is_ip(name):
@@ -411,11 +427,13 @@ def _check_target(name: str, addresses: list[str], policy: AddressPolicy) -> Non
         raise LookupRefused(name, exc.reason, str(exc)) from None
 
 
-def _resolve(name: str, policy: AddressPolicy, problems: list[Problem]) -> list[str]:
+def _resolve(
+    name: str, policy: AddressPolicy, resolver: Resolver, problems: list[Problem]
+) -> list[str]:
     if _is_ip(name):
         return [name]
     try:
-        return _resolve_and_check(name, 443, policy)
+        return resolver.resolve(name, 443, policy)
     except BlockedAddress as exc:
         raise LookupRefused(name, exc.reason, str(exc)) from None
     except OSError as exc:
@@ -466,11 +484,14 @@ def _security_txt_contacts(
     allow_private: bool,
     timeout: float,
     now: datetime | None,
+    resolver: Resolver,
     problems: list[Problem],
 ) -> list[Contact]:
     base = site_url or (f"https://[{name}]" if ":" in name else f"https://{name}")
     try:
-        found = fetch_security_txt(base, allow_private=allow_private, timeout=timeout, now=now)
+        found = fetch_security_txt(
+            base, allow_private=allow_private, timeout=timeout, now=now, resolver=resolver
+        )
     except FetchError as exc:
         problems.append(Problem("security_txt", exc.url, str(exc), exc.reason == "refused"))
         return []

@@ -63,7 +63,11 @@ def send_notice(db: Database, notice_id: int, sender: Sender, settings: Settings
             row = conn.execute(
                 """
                 select n.state, n.subject, n.body_text, n.body_html, n.held_reason,
-                       r.email, p.agent_organisation, p.name, p.contact_email, n.message_id
+                       r.email, p.agent_organisation, p.name, p.contact_email, n.message_id,
+                       -- The row is locked below, so no live worker is sending it: attempts
+                       -- still open were cut short (see _start_attempt).
+                       (select count(*) from send_attempts a
+                        where a.notice_id = n.id and a.finished_at is null)
                 from notices n
                 join recipients r on r.id = n.recipient_id
                 join publishers p on p.id = n.publisher_id
@@ -74,7 +78,8 @@ def send_notice(db: Database, notice_id: int, sender: Sender, settings: Settings
             ).fetchone()
             if row is None:
                 return SendOutcome(notice_id, "skipped", "not approved/queued, or being sent")
-            state, subject, text, html, held, to, agent, publisher, reply_to, message_id = row
+            state, subject, text, html, held, to, agent, publisher, reply_to, message_id = row[:10]
+            cut_short = int(row[10])
             if held:
                 return SendOutcome(notice_id, "held", held)
             licensed = _now_allowlisted(conn, notice_id)
@@ -89,7 +94,6 @@ def send_notice(db: Database, notice_id: int, sender: Sender, settings: Settings
                 raise PermanentDeliveryError("the recipient has no email address (web form only)")
             if state == "approved":
                 transition(conn, notice_id, "approved", "queued", actor="worker")
-            cut_short = _unfinished_attempts(conn, notice_id)
             message = build_message(
                 attachments=_screenshots(conn, notice_id, settings),
                 notice_id=notice_id,
@@ -176,23 +180,19 @@ def _now_allowlisted(conn: Connection[Any], notice_id: int) -> str | None:
     return None
 
 
-def _unfinished_attempts(conn: Connection[Any], notice_id: int) -> int:
-    # The notice row is locked: no live worker is sending it, so these were cut short.
-    row = conn.execute(
-        "select count(*) from send_attempts where notice_id = %s and finished_at is null",
-        (notice_id,),
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
 def _start_attempt(db: Database, notice_id: int) -> int:
     """Record an attempt and commit it now, from a second connection, before the relay is
     contacted (the sending transaction commits only after the relay has answered)."""
     with db.connection() as conn:
-        # Durable enough: losing this row to a server crash only loses the duplicate warning.
-        conn.execute("set local synchronous_commit = off")
+        # Durable enough without waiting for the disk (synchronous_commit off for this
+        # transaction only, set in the same statement to spare a round trip): losing the row to
+        # a server crash loses only the duplicate warning.
         row = conn.execute(
-            "insert into send_attempts (notice_id, worker) values (%s, %s) returning id",
+            """
+            insert into send_attempts (notice_id, worker)
+            select %s, %s from (select set_config('synchronous_commit', 'off', true)) unused
+            returning id
+            """,
             (notice_id, f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"),
         ).fetchone()
     assert row is not None

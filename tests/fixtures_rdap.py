@@ -186,16 +186,24 @@ def ip_answer(start: str, end: str, name: str, *entities: dict[str, Any]) -> dic
 
 
 def guard_loopback(monkeypatch: Any) -> None:
-    """For the rest of the test, any connection or name lookup beyond loopback fails it, so a
-    bug that would reach the Internet fails loudly instead."""
+    """For the rest of the test, any connection, datagram (a DNS query) or name lookup beyond
+    loopback fails it, so a bug that would reach the Internet fails loudly instead."""
     real_connect = socket.socket.connect
+    real_sendto = socket.socket.sendto
     real_getaddrinfo = socket.getaddrinfo
 
-    def connect(self: socket.socket, address: Any) -> None:
-        inet = self.family in (socket.AF_INET, socket.AF_INET6)
+    def check(sock: socket.socket, address: Any) -> None:
+        inet = sock.family in (socket.AF_INET, socket.AF_INET6)
         if inet and not ipaddress.ip_address(address[0].split("%", 1)[0]).is_loopback:
-            raise AssertionError(f"test tried to connect to {address!r}")
+            raise AssertionError(f"test tried to reach {address!r}")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        check(self, address)
         real_connect(self, address)
+
+    def sendto(self: socket.socket, data: Any, *args: Any) -> int:
+        check(self, args[-1])  # sendto(data, address) or sendto(data, flags, address)
+        return int(real_sendto(self, data, *args))
 
     def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -205,4 +213,5 @@ def guard_loopback(monkeypatch: Any) -> None:
         return real_getaddrinfo(host, *args, **kwargs)
 
     monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "sendto", sendto)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)

@@ -12,13 +12,19 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from click.testing import CliRunner
 
 from admin.cli import cli
+from admin.demosite import images
+from admin.demosite.builder import STEEL, SiteBuilder
 from admin.demosite.expected import Expected
+from admin.demosite.handlers import HTML, Handler, Static
+from admin.demosite.handlers import Request as FixtureRequest
+from admin.demosite.handlers import Response as FixtureResponse
+from admin.demosite.markup import document
 from admin.demosite.server import Site
 from admin.publishers import add_publisher
 from admin.samples import SAMPLE_PUBLISHER, SAMPLE_WORKS, slug, write_sample_work
@@ -373,6 +379,144 @@ def test_incremental_recrawl(crawls: Crawls, registered: dict[tuple[str, int], i
     assert stats["sightings_seen_again"] >= len(expected.images)
     assert third.pages == 1 and third.stats["images_reused"] == 1
     assert third.stats["images_decoded"] == 0
+
+
+@pytest.mark.parametrize("validators", ["etag", "none"])
+def test_recrawl_sights_a_changed_archive_on_the_page_that_links_it(
+    crawls: Crawls, registered: dict[tuple[str, int], int], validators: str
+) -> None:
+    # The page is unchanged on the recrawl (a 304 to its ETag, or without validators the same
+    # bytes), so its links come from the stored crawl state; the CBZ it links was re-uploaded
+    # with one more page.
+    b = SiteBuilder("archive-recrawl")
+    page = b.url("/volumes.html")
+    markup = document("Volumes", '<p><a href="/dl/steel-v01.cbz">Steel Garden, Vol. 1</a></p>')
+    tagged = validators == "etag"
+    b.site.add("/volumes.html", markup, HTML, etag=tagged, last_modified=tagged)
+    archive = b.url("/dl/steel-v01.cbz")
+
+    def upload(pages: tuple[int, ...]) -> None:
+        members = [(f"p{n:03d}.png", images.rendition(STEEL, n, 400, "PNG")) for n in pages]
+        b.raw("/dl/steel-v01.cbz", images.cbz(members, "<ComicInfo/>"), "application/zip")
+
+    upload((1, 2))
+    with b.site:
+        row = crawls.site(Expected(name="archive-recrawl", start_url=page))
+        crawls.run(row)
+        upload((1, 2, 3))
+        b.site.requests.clear()
+        second = crawls.run(row)
+        [asked] = b.site.requests.for_path(archive)
+    stats = second.stats
+    assert stats["pages"] == 0 and stats["archives"] == 1 and stats["archive_pages"] == 3
+    assert stats.get("pages_not_modified" if tagged else "pages_unchanged") == 1
+    assert asked.headers.get("Referer") == page
+    found = crawls.sightings(row.id)
+    members = {(p, i): v for (p, i), v in found.items() if i.startswith(archive + "#")}
+    # Every sighting of the archive's pages is on the page that links it, the new one too.
+    assert {p for p, _ in members} == {page}
+    assert {i for _, i in members} == {f"{archive}#p{n:03d}.png" for n in (1, 2, 3)}
+    new = members[(page, f"{archive}#p003.png")]
+    assert new["pages"] == {registered[(STEEL, 3)]}
+    manifest = crawls.evidence.manifest(new["evidence"])
+    assert manifest["page_url"] == manifest["page"]["url"] == page
+    assert manifest["image"]["referer"] == page
+
+
+AGE_COOKIE: Final = ("age_ok", "18+")  # the site policy's --cookie
+VISIT_COOKIE: Final = ("visit", "v1")  # what the site sets itself on its front page
+
+
+def sent_cookies(request: FixtureRequest) -> dict[str, str]:
+    pairs = (
+        part.strip().partition("=")
+        for header in request.headers.get_all("Cookie")
+        for part in header.split(";")
+    )
+    return {name: value for name, _, value in pairs if name}
+
+
+def age_gate(inner: Handler, *, visited: bool = False) -> Handler:
+    """403 to a visitor without the age cookie (or, ``visited``, without the cookie the front
+    page sets): the age gates that put a site's content behind ``--cookie``."""
+    wanted = [AGE_COOKIE, VISIT_COOKIE] if visited else [AGE_COOKIE]
+
+    def handle(request: FixtureRequest) -> FixtureResponse:
+        cookies = sent_cookies(request)
+        if any(cookies.get(name) != value for name, value in wanted):
+            return FixtureResponse(403, b"adults only", "text/plain")
+        return inner(request)
+
+    return handle
+
+
+def age_gated_site(elsewhere: Site) -> tuple[SiteBuilder, dict[str, str]]:
+    """A gallery, a chapter page and a CBZ behind an age gate; its images also want the cookie
+    the front page sets. The front page shows a banner from ``elsewhere``, another host."""
+    b = SiteBuilder("age-gate")
+    gallery = b.url("/")
+    chapter = b.url("/chapter/2.html")
+    archive = b.url("/dl/steel-v01.cbz")
+    banner = elsewhere.url("/banner.png", host="localhost")
+    front = document(
+        "Gallery",
+        '<img src="/img/1.jpg" alt=""><img src="/img/2.jpg" alt="">'
+        f'<img src="{banner}" alt="">'
+        '<a href="/chapter/2.html">Chapter 2</a> <a href="/dl/steel-v01.cbz">Download</a>',
+    )
+    set_visit = [("Set-Cookie", f"{VISIT_COOKIE[0]}={VISIT_COOKIE[1]}; Path=/")]
+    b.site.route("/", age_gate(Static(front.encode(), HTML, headers=set_visit)))
+    page_two = document("Chapter 2", '<img src="/img/3.jpg" alt="">')
+    b.site.route("/chapter/2.html", age_gate(Static(page_two.encode(), HTML)))
+    for n in (1, 2, 3):
+        b.copy(f"/img/{n}.jpg", wrap=lambda inner: age_gate(inner, visited=True))
+    members = [(f"p{n:03d}.png", images.rendition(STEEL, n, 400, "PNG")) for n in (4, 5)]
+    cbz = Static(images.cbz(members, "<ComicInfo/>"), "application/zip")
+    b.site.route("/dl/steel-v01.cbz", age_gate(cbz))
+    elsewhere.add("/banner.png", images.rendition(STEEL, 1, 120, "PNG"), "image/png")
+    return b, {"gallery": gallery, "chapter": chapter, "archive": archive, "banner": banner}
+
+
+def test_site_cookies_go_with_every_static_request_to_the_site_only(
+    crawls: Crawls, registered: dict[tuple[str, int], int]
+) -> None:
+    elsewhere = Site("elsewhere")
+    b, urls = age_gated_site(elsewhere)
+    gated = urls["gallery"]
+    with b.site, elsewhere:
+        hosts = {"127.0.0.1", "localhost"}
+        bare = crawls.site(Expected(name="age-gate-bare", start_url=gated))
+        refused = crawls.run(bare, allowed_hosts=hosts)
+        b.site.requests.clear()
+        elsewhere.requests.clear()
+        row = crawls.site(Expected(name="age-gate", start_url=gated), cookies=dict([AGE_COOKIE]))
+        summary = crawls.run(row, allowed_hosts=hosts)
+    # Without the cookie the gate turns the crawler away: nothing is found.
+    assert refused.errors.get("http_403") == 1  # the front page
+    assert crawls.sightings(bare.id) == {}
+    # With it: every page, image and archive page behind the gate.
+    assert "http_403" not in summary.errors, summary.errors
+    found = crawls.sightings(row.id)
+    expected = {(gated, b.url(f"/img/{n}.jpg")) for n in (1, 2)}
+    expected |= {(urls["chapter"], b.url("/img/3.jpg"))}
+    expected |= {(gated, f"{urls['archive']}#p{n:03d}.png") for n in (4, 5)}
+    expected |= {(gated, urls["banner"])}
+    assert expected <= set(found), sorted(expected - set(found))
+    hits = matched(found, registered)
+    for url, ref in b.copies.items():
+        assert (ref.title, ref.page) in hits.get(url, set()), url
+    assert hits[f"{urls['archive']}#p005.png"] == {(STEEL, 5)}
+    # Every request to the site carried the configured cookie (robots.txt and sitemap probes
+    # too), and the images the cookie the site set beside it.
+    asked = b.site.requests.snapshot()
+    assert {r.path for r in asked} >= {"/", "/chapter/2.html", "/dl/steel-v01.cbz", "/img/1.jpg"}
+    for request in asked:
+        assert sent_cookies(request).get(AGE_COOKIE[0]) == AGE_COOKIE[1], request
+    for request in b.site.requests.for_path("/img/1.jpg"):
+        assert sent_cookies(request) == dict([AGE_COOKIE, VISIT_COOKIE])
+    # The banner's host is not the site's: no cookie of the site went there.
+    [banner] = elsewhere.requests.for_path("/banner.png")
+    assert banner.headers.get_all("Cookie") == []
 
 
 def test_second_active_crawl_is_refused(crawls: Crawls) -> None:

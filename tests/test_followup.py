@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -25,9 +26,17 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
+from psycopg.types.json import Jsonb
 
 from admin.cli import cli
+from admin.demosite.handlers import Handler, Request, Response, Static
+from admin.demosite.handlers import same_site_referer as referer_check
+from admin.demosite.server import Site
 from admin.samples import render_page
+from admin.users import assign_operator, create_user
+from admin.web import resources
+from crawler.config import default_user_agent
+from crawler.netguard import AddressPolicy
 from store.config import load_settings
 from store.db import Database
 from takedown import rdap
@@ -57,6 +66,8 @@ from tests.fixtures_rdap import (
     vcard,
 )
 from tests.takedown_data import Scenario, add_match, build
+from tests.web_fixtures import PASSWORD, Queue, make_app, queue_fixture  # noqa: F401 (fixture)
+from tests.workers import Worker, wait_until, worker_env
 
 H = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
@@ -397,6 +408,75 @@ def test_refused_address_is_an_error(db: Database, tmp_path: Path, site: Fixture
     assert site.requested() == []
 
 
+# -- sites that guard their images
+
+
+@pytest.fixture
+def guarded() -> Iterator[Site]:
+    """A pirate site on loopback whose images are hotlink-protected (:func:`cookie_gate`)."""
+    with Site("guarded") as site:
+        yield site
+
+
+def cookie_gate(inner: Handler) -> Handler:
+    """Hotlink protection as pirate sites do it: the image only for a visitor coming from a page
+    of the site (Referer) who has been on it (the cookie the page sets) and passed the age gate
+    (a cookie the site's crawl policy carries); everyone else gets a 403."""
+
+    def handle(request: Request) -> Response:
+        cookies = {c.strip() for c in request.headers.get("Cookie", "").split(";")}
+        if {"visited=1", "age_ok=1"} <= cookies:
+            return inner(request)
+        return Response(403, b"hotlinking is not allowed", "text/plain")
+
+    return referer_check(handle)
+
+
+def test_hotlink_protected_image_is_rechecked_as_a_reader_sees_it(
+    db: Database, tmp_path: Path, guarded: Site
+) -> None:
+    s = build(db, tmp_path)
+    with db.connection() as conn:  # the crawl policy: a language and the age gate's cookie
+        conn.execute(
+            "update sites set start_urls = %s, allow_private_addresses = true,"
+            " request_headers = %s, cookies = %s where id = %s",
+            ([guarded.url("/")], Jsonb({"accept-language": "ja"}), Jsonb({"age_ok": "1"}),
+             s.site_id),
+        )  # fmt: skip
+    page_url, image_url = guarded.url("/read/1"), guarded.url("/cdn/1.png")
+    reader = Static(html("/cdn/1.png").encode(), headers=[("Set-Cookie", "visited=1; Path=/")])
+    guarded.route("/read/1", reader)
+    copy = page_copy(1)
+    guarded.route("/cdn/1.png", cookie_gate(Static(copy, "image/png")))
+    add_copy(db, s, s.page_ids[0], page_url=page_url, image_url=image_url, data=copy)  # fmt: skip
+    [notice_id] = send_all(db, tmp_path)
+    # Asked as a stranger, the site refuses: what every recheck of it used to get.
+    assert rdap.fetch(image_url, policy=AddressPolicy(allow_private=True)).status == 403
+    guarded.requests.clear()
+
+    report = recheck_notice(db, notice_id)
+    assert report.counts == {"gone": 0, "still_up": 1, "changed": 0, "error": 0}, report.items
+    assert (report.state, item_states(db, notice_id)) == ("sent", ["still_up"])
+    # Refused without the page's cookie, the page was visited and the image asked again.
+    assert guarded.requests.paths() == ["/cdn/1.png", "/read/1", "/cdn/1.png"]
+    refused, page, served = guarded.requests.snapshot()
+    assert refused.headers["Referer"] == served.headers["Referer"] == page_url
+    assert "Referer" not in page.headers
+    assert {c.strip() for c in served.headers["Cookie"].split(";")} == {"visited=1", "age_ok=1"}
+    for request in (refused, page, served):  # as the crawler asks: its agent, the site's headers
+        assert request.headers["User-Agent"] == default_user_agent()
+        assert request.headers.get_all("Accept-Language") == ["ja"]
+
+    # The site replaces the copy with a placeholder, behind the same protection: removed.
+    guarded.route("/cdn/1.png", cookie_gate(Static(placeholder(), "image/png")))
+    report = recheck_notice(db, notice_id)
+    [check] = report.items
+    assert (check.outcome, report.state) == ("gone", "removed"), check.details
+    assert check.http_status == 200 and check.details["image"]["verdict"] == "absent"
+    assert "score" in check.details["image"] and check.details["page"]["status"] == 200
+    assert item_states(db, notice_id) == ["removed"]
+
+
 # -- escalation
 
 
@@ -690,6 +770,77 @@ def test_actors_enqueue_and_recheck_on_the_postgres_broker(
             "where queue_name = 'followup'"
         ).fetchall()
     assert queued == [("recheck_notice", [notice_id])]
+
+
+def test_recheck_now_from_the_admin_runs_at_once_and_names_the_operator(
+    db: Database, db_url: str, tmp_path: Path, site: FixtureServer, queue: Queue, mamoru_env: Path
+) -> None:
+    import admin.cli_followup  # noqa: F401  (attaches the commands; admin/cli.py will import it)
+    from takedown import actors_followup
+
+    s = pirate(db, tmp_path, site)
+    copy = page_copy(1)
+    site.route("/img/1.png", body=copy, content_type="image/png")
+    add_copy(db, s, s.page_ids[0], page_url=site.url + "/read/1",
+             image_url=site.url + "/img/1.png", data=copy)  # fmt: skip
+    [notice_id] = send_all(db, tmp_path)  # just now: the first round is 24 h away
+    operator = create_user(db, email="op@rights.test", role="operator", password=PASSWORD)
+    assign_operator(db, operator.email, "Sample Comics")
+    # What the scheduler would send for it: rechecks only a round that is due.
+    actors_followup.recheck_notice.send(notice_id)
+    app = make_app(db_url)
+    try:
+        client = app.test_client()
+        signed_in = client.post("/login", data={"email": operator.email, "password": PASSWORD})
+        assert signed_in.status_code == 302
+        page = client.get(f"/notices/{notice_id}").get_data(as_text=True)
+        assert re.search(r'data-action="recheck" title=', page)  # offered, not disabled
+        asked = client.post(f"/notices/{notice_id}/actions", data={"action": "recheck"})
+        assert asked.status_code == 303
+    finally:
+        resources.close(app)
+    with db.connection() as conn:
+        sent = conn.execute(
+            "select message -> 'args', message -> 'kwargs' from dramatiq.queue"
+            " where queue_name = 'followup' order by position"
+        ).fetchall()
+    assert sent == [
+        ([notice_id], {}),
+        ([notice_id], {"force": True, "actor": "web", "user_id": operator.id,
+                       "requested_by": "op@rights.test"}),
+    ]  # fmt: skip
+
+    def queue_empty() -> bool:
+        return one(db, "select count(*) from dramatiq.queue where queue_name = 'followup'") == 0
+
+    env = worker_env(db_url, tmp_path / "data")
+    with Worker(env, log_path=tmp_path / "worker.log", queues=("followup",)) as worker:
+        wait_until(queue_empty, timeout=60, message=worker.log_tail)
+    with db.connection() as conn:
+        rounds = conn.execute(
+            "select actor, actor_user_id, details from events"
+            " where subject_type = 'notice' and subject_id = %s and event_type = 'rechecked'",
+            (notice_id,),
+        ).fetchall()
+    # One round, the operator's: the scheduled message found none due and did nothing.
+    [(actor, user_id, details)] = rounds
+    assert (actor, user_id, details["requested_by"]) == ("web", operator.id, "op@rights.test")
+    assert (details["items"], details["still_up"]) == (1, 1)
+    assert item_states(db, notice_id) == ["still_up"]
+    assert site.requested("/img/") == ["/img/1.png"]
+
+    # From the command line, a notice named by id is rechecked at once too, and the round
+    # names who ran the command; --due runs only rounds that are due.
+    runner = CliRunner(env={"LOGNAME": "night-shift"})
+    assert "no recheck due" in runner.invoke(cli, ["notices", "recheck", "--due"]).output
+    result = runner.invoke(cli, ["notices", "recheck", str(notice_id)])
+    assert result.exit_code == 0 and "1 still up" in result.output, result.output
+    latest = one(
+        db,
+        "select actor, details ->> 'requested_by' from events where event_type = 'rechecked'"
+        " order by id desc limit 1",
+    )
+    assert latest == ("cli", "night-shift")
 
 
 def test_one_recheck_of_a_notice_at_a_time(

@@ -449,6 +449,29 @@ def test_discovery_behind_cdn_without_origin(registry: FixtureServer, site: Fixt
     assert registry.requested("/rdap/ip/") == []
 
 
+def test_origin_behind_a_cdn_not_in_the_table(registry: FixtureServer, site: FixtureServer) -> None:
+    # An operator recorded an origin: whatever fronts the site, the origin's host ranks before
+    # the network the site's own address is in (which then is the unknown CDN's).
+    registry.json(
+        "/narrow/ip/127.0.5.5",
+        ip_answer("127.0.5.0", "127.0.5.255", "UNKNOWN-CDN",
+                  entity(["abuse"], vcard("Some CDN", "abuse@some-cdn.test"))),
+    )  # fmt: skip
+    contacts = discover(
+        "pirate.test",
+        ["127.0.5.5"],
+        origin_addresses=["127.0.0.1"],
+        bootstrap_url=registry.url + "/iana/",
+        site_url=site.url,
+        allow_private=True,
+        now=NOW,
+    )
+    hosts = [c.email for c in contacts if c.scope == "host"]
+    assert hosts == ["noc@host.test", "abuse@some-cdn.test"]
+    assert registry.requested("/rdap/ip/") == ["/rdap/ip/127.0.0.1"]
+    assert registry.requested("/narrow/ip/") == ["/narrow/ip/127.0.5.5"]
+
+
 def test_failing_steps_are_reported_not_fatal(registry: FixtureServer, site: FixtureServer) -> None:
     site.text("/.well-known/security.txt", SECURITY_TXT.replace("2027-06-30", "2020-01-01"))
     registry.route("/rdap/ip/127.0.0.1", body=b"<html>oops</html>", content_type="text/html")

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from admin.web import resources
 from tests.web_fixtures import (  # noqa: F401 (fixtures)
@@ -276,24 +279,123 @@ def test_release_validates_approves_and_enqueues_the_send(
     ).get_data(as_text=True)
 
 
-def test_recheck_is_enqueued_only_when_a_round_is_due(
+def test_recheck_now_is_enqueued_at_once_naming_the_operator(
     app: Flask, world: World, queue: Queue
 ) -> None:
     client = client_for(app, "op_a")
+    # Sent an hour ago: no scheduled round is due, and "Recheck now" still rechecks now.
     fresh = notice_in(world, "sent", sent_hours_ago=1)
     page = client.get(f"/notices/{fresh}").get_data(as_text=True)
-    assert re.search(r'data-action="recheck" disabled title="No recheck round is due now', page)
+    assert re.search(r'data-action="recheck" title="Ask a worker to check now', page)
     client.post(f"/notices/{fresh}/actions", data={"action": "recheck"})
-    assert "nothing enqueued. No recheck round is due now" in client.get(
-        f"/notices/{fresh}"
-    ).get_data(as_text=True)
-    assert queue.messages() == []
-    due = notice_in(world, "sent", sent_hours_ago=25)
-    client.post(f"/notices/{due}/actions", data={"action": "recheck"})
-    assert queue.messages() == [("followup", "recheck_notice", [due])]
-    [(action, _, details)] = notice_audit(world, due)
-    assert action == "notice.recheck" and details["enqueued"] == "recheck_notice"
-    assert state_of(world, due) == ("sent", None)  # the worker moves it, not the admin
+    assert queue.messages() == [("followup", "recheck_notice", [fresh])]
+    with world.db.connection() as conn:
+        [(kwargs,)] = conn.execute("select message -> 'kwargs' from dramatiq.queue").fetchall()
+    assert kwargs == {
+        "force": True,
+        "actor": "web",
+        "user_id": world.users["op_a"],
+        "requested_by": EMAILS["op_a"],
+    }
+    [(action, actor, details)] = notice_audit(world, fresh)
+    assert (action, actor) == ("notice.recheck", EMAILS["op_a"])
+    assert details["enqueued"] == "recheck_notice"
+    assert "a worker checks its URLs now" in client.get(f"/notices/{fresh}").get_data(as_text=True)
+    assert state_of(world, fresh) == ("sent", None)  # the worker moves it, not the admin
+
+
+def recheck_round(world: World, notice_id: int, *, clock_behind: timedelta) -> None:
+    """What a worker's recheck round leaves: its ``rechecked`` event, stamped with the worker's
+    clock (here ``clock_behind`` the database's)."""
+    with world.db.connection() as conn:
+        conn.execute(
+            "insert into events (occurred_at, subject_type, subject_id, event_type, actor)"
+            " values (now() - %s, 'notice', %s, 'rechecked', 'worker')",
+            (clock_behind, notice_id),
+        )
+
+
+def recheck_button(html: str) -> str:
+    found = re.search(r'<button[^>]*data-action="recheck"[^>]*>', html)
+    assert found, html
+    return found.group(0)
+
+
+def test_recheck_now_is_enqueued_once_until_it_has_run(
+    app: Flask, world: World, queue: Queue
+) -> None:
+    notice_id = notice_in(world, "sent", sent_hours_ago=30)
+    path = f"/notices/{notice_id}"
+    # A scheduled round ran before anyone asked: it does not count as the recheck asked for.
+    recheck_round(world, notice_id, clock_behind=timedelta(hours=6))
+    client = client_for(app, "op_a")
+    client.post(f"{path}/actions", data={"action": "recheck"})
+    assert queue.messages() == [("followup", "recheck_notice", [notice_id])]
+    shown = client.get(path).get_data(as_text=True)
+    assert f"Recheck of notice {notice_id} enqueued" in shown
+    waiting = f"A recheck of notice {notice_id} was requested by {EMAILS['op_a']} at "
+    assert "disabled" in recheck_button(shown) and waiting in recheck_button(shown)
+    # A double click, and another operator, before the worker has run it: nothing enqueued,
+    # nothing audited, and the page says why.
+    client.post(f"{path}/actions", data={"action": "recheck"})
+    refused = client.get(path).get_data(as_text=True)
+    assert f"Notice {notice_id}: nothing enqueued. {waiting}" in refused
+    assert "and has not run yet." in refused
+    client_for(app, "admin").post(f"{path}/actions", data={"action": "recheck"})
+    assert len(queue.messages()) == 1
+    [(action, actor, details)] = notice_audit(world, notice_id)
+    assert (action, actor) == ("notice.recheck", EMAILS["op_a"])
+    assert details["enqueued"] == "recheck_notice"
+    # The API refuses it the same way.
+    api = app.test_client()
+    token = {"Authorization": f"Bearer {world.tokens['op_a']}"}
+    actions = api.get(f"/api/v1{path}", headers=token).get_json()["notice"]["actions"]
+    [recheck] = [a for a in actions if a["action"] == "recheck"]
+    assert recheck["available"] is False and waiting in recheck["reason"]
+    answer = api.post(f"/api/v1{path}/actions", json={"action": "recheck"}, headers=token)
+    assert answer.status_code == 409 and waiting in answer.get_json()["error"]
+    assert len(queue.messages()) == 1
+    # Once the worker has recorded its round (even with a clock behind the database's: rounds
+    # are told apart by event, not by time), the notice may be rechecked again.
+    recheck_round(world, notice_id, clock_behind=timedelta(minutes=5))
+    assert "disabled" not in recheck_button(client.get(path).get_data(as_text=True))
+    client.post(f"{path}/actions", data={"action": "recheck"})
+    assert len(queue.messages()) == 2
+    assert [a for a, _, _ in notice_audit(world, notice_id)] == ["notice.recheck"] * 2
+
+
+def test_a_recheck_that_never_runs_blocks_only_for_a_while(
+    app: Flask, world: World, queue: Queue
+) -> None:
+    notice_id = notice_in(world, "still_up", sent_hours_ago=80)
+    client = client_for(app, "op_a")
+    client.post(f"/notices/{notice_id}/actions", data={"action": "recheck"})
+    client.post(f"/notices/{notice_id}/actions", data={"action": "recheck"})
+    assert len(queue.messages()) == 1
+    # Its message was lost: after REQUEST_PENDING_FOR the request no longer blocks another.
+    with world.db.connection() as conn:
+        conn.execute(
+            "update audit_log set occurred_at = now() - interval '11 minutes'"
+            " where action = 'notice.recheck'"
+        )
+    client.post(f"/notices/{notice_id}/actions", data={"action": "recheck"})
+    assert len(queue.messages()) == 2
+
+
+def test_two_recheck_clicks_at_once_enqueue_one(app: Flask, world: World, queue: Queue) -> None:
+    notice_id = notice_in(world, "acknowledged", sent_hours_ago=30)
+    clients = [client_for(app, "op_a"), client_for(app, "admin")]
+    start = threading.Barrier(len(clients))
+
+    def click(client: FlaskClient) -> int:
+        start.wait()
+        response = client.post(f"/notices/{notice_id}/actions", data={"action": "recheck"})
+        return response.status_code
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        assert list(pool.map(click, clients)) == [303, 303]
+    assert queue.messages() == [("followup", "recheck_notice", [notice_id])]
+    assert len(notice_audit(world, notice_id)) == 1
 
 
 def test_escalate_enqueues_the_escalation(app: Flask, world: World, queue: Queue) -> None:

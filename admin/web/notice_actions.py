@@ -6,9 +6,12 @@ Which actions a notice offers follows from its state, by the rules of ``takedown
   approves it, then its send is enqueued.
 - **resend**: ``delivery_failed -> queued`` (``takedown.states.TRANSITIONS``), then its send
   is enqueued.
-- **recheck**: open (``takedown.followup.OPEN_STATES``: sent, acknowledged, still up) with a
-  recheck round due: ``recheck_notice`` is enqueued. That actor rechecks only due rounds, so a
-  notice with none due is refused here, with the reason, instead of being enqueued for nothing.
+- **recheck**: open (``takedown.followup.OPEN_STATES``: sent, acknowledged, still up):
+  ``recheck_notice`` is enqueued with ``force``, so the worker rechecks at once whether or not a
+  scheduled round is due (scheduled messages go without it and run only due rounds), and the
+  round's events name the operator who asked. A recheck requested and not yet run blocks
+  another (``admin.web.jobs.recheck_block``), as a pending "crawl now" does: a forced round
+  is real requests to a pirate site, and a double click must not send two.
 - **escalate**: still up or undeliverable (``takedown.escalate.ESCALATABLE``, exactly the states
   ``TRANSITIONS`` lets move to ``escalated``): ``escalate`` is enqueued.
 - **close**: any state but closed moves to ``closed``, by the operator.
@@ -21,7 +24,6 @@ harmless: the loser is told the notice changed meanwhile.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -33,7 +35,7 @@ from admin.web import jobs
 from store.db import Database
 from takedown.compose import release
 from takedown.escalate import ESCALATABLE
-from takedown.followup import DEFAULT_POLICY, OPEN_STATES, due_rechecks
+from takedown.followup import OPEN_STATES
 from takedown.states import TRANSITIONS, transition
 
 ACTIONS: Final = ("release", "resend", "recheck", "escalate", "close")
@@ -48,7 +50,8 @@ LABELS: Final[Mapping[str, str]] = {
 HINTS: Final[Mapping[str, str]] = {
     "release": "Validate and approve this held notice, then send it",
     "resend": "Queue this notice for sending again",
-    "recheck": "Ask a worker to check now whether the reported copies are gone",
+    "recheck": "Ask a worker to check now whether the reported copies are gone, even "
+    "between scheduled rechecks",
     "escalate": "Ask a worker to send the still-up URLs to the next party (host, CDN, registrar)",
     "close": "Stop following this notice: no more rechecks, sends or escalations",
 }
@@ -95,11 +98,6 @@ def _head(conn: Connection[Any], notice_id: int) -> _Head | None:
     return _Head(str(row[0]), row[1]) if row is not None else None
 
 
-def _recheck_due(conn: Connection[Any], notice_id: int) -> bool:
-    now = dt.datetime.now(dt.UTC)
-    return bool(due_rechecks(conn, now=now, policy=DEFAULT_POLICY, notice_ids=[notice_id]))
-
-
 def _offers(conn: Connection[Any], notice_id: int, head: _Head) -> list[Offer]:
     state, held = head.state, head.held_reason is not None
     valid: list[tuple[str, str | None]] = []
@@ -108,13 +106,7 @@ def _offers(conn: Connection[Any], notice_id: int, head: _Head) -> list[Offer]:
     if state == "delivery_failed" and "queued" in TRANSITIONS[state]:
         valid.append(("resend", None))
     if state in OPEN_STATES:
-        blocked = None
-        if not _recheck_due(conn, notice_id):
-            blocked = (
-                "No recheck round is due now: rechecks follow the recipient's schedule after "
-                "sending, and the recheck worker skips a notice with no round due."
-            )
-        valid.append(("recheck", blocked))
+        valid.append(("recheck", jobs.recheck_block(conn, notice_id)))
     if state in ESCALATABLE and "escalated" in TRANSITIONS[state]:
         valid.append(("escalate", None))
     if "closed" in TRANSITIONS[state]:
@@ -267,6 +259,9 @@ def _then_send(notice_id: int, done: str) -> Outcome:
     return Outcome(True, 200, f"{done}; a worker sends it.", ("send_notice",))
 
 
+_QUEUE_DOWN: Final = "The job queue could not be reached; nothing was enqueued. Try again."
+
+
 def _enqueue_only(
     actor_name: str, enqueue: Callable[[int], str], done: str
 ) -> Callable[[Database, int, _Head, _Audit], Outcome]:
@@ -274,14 +269,36 @@ def _enqueue_only(
         try:
             message_id = enqueue(notice_id)
         except jobs.EnqueueFailed:
-            return Outcome(
-                False, 503, "The job queue could not be reached; nothing was enqueued. Try again."
-            )
+            return Outcome(False, 503, _QUEUE_DOWN)
         with db.connection() as conn:
             audit.write(conn, enqueued=actor_name, message_id=message_id)
         return Outcome(True, 200, done.format(id=notice_id), (actor_name,))
 
     return handler
+
+
+def _recheck(db: Database, notice_id: int, head: _Head, audit: _Audit) -> Outcome:
+    # The audit row is the request's record, which the next request's check reads: written
+    # in the transaction that holds the per-notice lock.
+    with db.connection() as conn:
+        try:
+            asked = jobs.request_recheck(conn, notice_id, user=audit.user, via=audit.via)
+        except jobs.RecheckRefused as exc:
+            return Outcome(False, 409, f"Notice {notice_id}: nothing enqueued. {exc}")
+        except jobs.EnqueueFailed:
+            return Outcome(False, 503, _QUEUE_DOWN)
+        audit.write(
+            conn,
+            enqueued="recheck_notice",
+            message_id=asked.message_id,
+            rechecked_through=asked.rechecked_through,
+        )
+    return Outcome(
+        True,
+        200,
+        f"Recheck of notice {notice_id} enqueued; a worker checks its URLs now.",
+        ("recheck_notice",),
+    )
 
 
 def _changed(notice_id: int) -> Outcome:
@@ -294,14 +311,10 @@ _HANDLERS: Final[Mapping[str, Callable[[Database, int, _Head, _Audit], Outcome]]
     "close": _close,
     "resend": _resend,
     "release": _release,
-    "recheck": _enqueue_only(
-        "recheck_notice",
-        lambda notice_id: jobs.recheck_notice(notice_id),
-        "Recheck of notice {id} enqueued; a worker checks its URLs.",
-    ),
+    "recheck": _recheck,
     "escalate": _enqueue_only(
         "escalate",
-        lambda notice_id: jobs.escalate(notice_id),
+        jobs.escalate,
         "Escalation of notice {id} enqueued; a worker drafts and sends the next notice.",
     ),
 }

@@ -297,9 +297,10 @@ PATHS: Final[dict[str, dict[str, Any]]] = {
             "summary": "Release, resend, recheck, escalate or close a notice (operators, admins).",
             "description": "`release`: a drafted notice held by the flood guard is validated, "
             "approved and its send enqueued. `resend`: a notice whose delivery failed is queued "
-            "and its send enqueued. `recheck`: a sent, acknowledged or still-up notice with a "
-            "recheck round due is rechecked by a worker. `escalate`: a still-up or undeliverable "
-            "notice goes to the next party. `close`: any notice but a closed one is closed. "
+            "and its send enqueued. `recheck`: a sent, acknowledged or still-up notice is "
+            "rechecked by a worker at once, whether or not a scheduled round is due. "
+            "`escalate`: a still-up or undeliverable notice goes to the next party. "
+            "`close`: any notice but a closed one is closed. "
             "`GET /api/v1/notices/{notice_id}` lists the actions a notice offers now.",
             "parameters": [_path_id("notice_id")],
             "requestBody": {

@@ -45,6 +45,7 @@ def _policy_from_form() -> dict[str, Any]:
         "schedule": forms.text("schedule") or "0 3 * * *",
         "is_active": forms.checkbox("is_active"),
         "notes": forms.text("notes") or None,
+        "origin_addresses": forms.lines("origin_addresses"),
     }
     for key in ("max_depth", "max_pages", "concurrency", "time_budget_seconds"):
         number = forms.optional_int(key)
@@ -145,4 +146,21 @@ def edit(site_id: int) -> ResponseReturnValue:
     except (forms.FormError, SiteError) as exc:
         return _form(site, str(exc), 400)
     flash(f"Site {updated.name} saved.", "success")
+    if updated.origin_addresses and updated.origin_addresses != site.origin_addresses:
+        # Discovery talks to RDAP servers for seconds: a worker does it, not this request.
+        try:
+            jobs.origin_followup(updated.id)
+        except jobs.EnqueueFailed:
+            flash(
+                "Origin recorded, but the follow-up could not be queued (the broker is not "
+                "reachable). Notices that went to the CDN reach the origin's host at their next "
+                f"escalation, or now with: mamoru sites origin-followup {updated.name}",
+                "warning",
+            )
+        else:
+            flash(
+                "Origin recorded: a worker now sends the site's notices that went to its CDN on "
+                "to the origin's host.",
+                "info",
+            )
     return redirect(url_for("sites.detail", site_id=updated.id), 303)
