@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,13 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from store.config import get_settings
 from store.db import Database
 from store.migrate import upgrade
+
+# A shell starts a background job (`make test &`, nohup) with SIGINT ignored, and processes the
+# tests start would inherit that: Ctrl-C (SIGINT) would not stop `mamoru demo` or `mamoru
+# scheduler`, and the tests that check it would hang. A handled signal is reset to the default
+# in a child at exec, an ignored one is not; so it is handled here.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TEMPLATE = "mamoru_test_template"
 _counter = itertools.count()
