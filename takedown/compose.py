@@ -6,9 +6,10 @@
 2. **Allowlist**: a match whose page or image is on a domain licensed for the work or the
    publisher is set to ``licensed`` and never noticed.
 3. **Review**: only ``approved`` matches not yet listed in a notice go further.
-4. **Flood guard**: when one work suddenly has far more approved matches than its usual rate,
-   the notices carrying them are drafted but *held* for an operator (the field has seen
-   notices sent by the hundred thousand for URLs that did not exist).
+4. **Flood guard** (``takedown.floodguard``): when one work or one registered page suddenly
+   has far more approved matches than its usual rate, or most URLs of the site's last crawl
+   were dead, the notices carrying them are drafted but *held* for an operator (the field has
+   seen notices sent by the hundred thousand for URLs that did not exist).
 
 Then one notice per (publisher, recipient) lists every remaining match at that recipient,
 rendered in the recipient's legal format; a notice the validator refuses stays ``drafted``
@@ -30,6 +31,7 @@ from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from store.db import Database
+from takedown.floodguard import FloodGuard, held_reasons
 from takedown.formats import NoticeIncomplete, render
 from takedown.mail import make_message_id
 from takedown.notice_content import (
@@ -57,16 +59,7 @@ __all__ = [
 MESSAGE_ID_DOMAIN = "notices.mamoru.invalid"
 # Notices per commit while composing (see compose_notices).
 COMPOSE_CHUNK = 32
-
-
-@dataclass(frozen=True)
-class FloodGuard:
-    """Hold a work's notices when its batch exceeds ``factor`` times its usual daily volume
-    (notice items over ``window_days``), and at least ``minimum`` items."""
-
-    factor: float = 10.0
-    minimum: int = 200
-    window_days: int = 30
+DEFAULT_GUARD = FloodGuard()
 
 
 @dataclass
@@ -88,6 +81,7 @@ class Candidate:
     site_id: int
     page_url: str
     image_url: str
+    page_id: int | None = None  # the registered page it copies (the flood guard counts them)
 
 
 def reference_of(notice_id: int, created: dt.datetime) -> str:
@@ -97,7 +91,7 @@ def reference_of(notice_id: int, created: dt.datetime) -> str:
 def compose_notices(
     db: Database,
     *,
-    guard: FloodGuard = FloodGuard(),
+    guard: FloodGuard = DEFAULT_GUARD,
     on_ready: Callable[[list[int]], None] | None = None,
     chunk: int = COMPOSE_CHUNK,
 ) -> ComposeReport:
@@ -132,7 +126,7 @@ def _compose(
     report.auto_approved = _auto_approve(conn)
     report.allowlisted = _apply_allowlist(conn)
     candidates = _approved_unlisted(conn)
-    flooded = _flooded_works(conn, candidates, guard)
+    flooded = held_reasons(conn, candidates, guard)
     groups: dict[tuple[int, int], list[Candidate]] = defaultdict(list)
     recipients_by_site: dict[int, int | None] = {}
     for candidate in candidates:
@@ -148,7 +142,7 @@ def _compose(
     secret = deployment_secret(conn)
     ready: list[int] = []
     for (publisher_id, recipient_id), items in groups.items():
-        held = sorted({flooded[c.work_id] for c in items if c.work_id in flooded})
+        held = sorted({flooded[c.match_id] for c in items if c.match_id in flooded})
         reason = "; ".join(held) or None
         notice_id = draft_notice(conn, publisher_id, recipient_id, items, reason)
         report.notices.append(notice_id)
@@ -270,7 +264,7 @@ def _apply_allowlist(conn: Connection[Any]) -> int:
 def _approved_unlisted(conn: Connection[Any]) -> list[Candidate]:
     rows = conn.execute(
         """
-        select m.id, w.publisher_id, w.id, s.site_id, s.page_url, s.image_url
+        select m.id, w.publisher_id, w.id, s.site_id, s.page_url, s.image_url, m.page_id
         from matches m
         join sightings s on s.id = m.sighting_id
         join pages pg on pg.id = m.page_id
@@ -281,62 +275,9 @@ def _approved_unlisted(conn: Connection[Any]) -> list[Candidate]:
         """
     ).fetchall()
     return [
-        Candidate(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), str(r[5])) for r in rows
+        Candidate(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), str(r[5]), int(r[6]))
+        for r in rows
     ]
-
-
-def _flooded_works(
-    conn: Connection[Any], candidates: Sequence[Candidate], guard: FloodGuard
-) -> dict[int, str]:
-    batch: dict[int, int] = defaultdict(int)
-    for c in candidates:
-        batch[c.work_id] += 1
-    # A work with notices still held by the guard stays held: its matches must not trickle
-    # out in later batches (or after a crash between chunk commits) before an operator decides.
-    flooded = {
-        int(work): (
-            f"flood guard: work {work} already has {held} match(es) held for an operator; "
-            "an operator must release them first"
-        )
-        for work, held in conn.execute(
-            """
-            select pg.work_id, count(*)
-            from notices n
-            join notice_items i on i.notice_id = n.id
-            join matches m on m.id = i.match_id
-            join pages pg on pg.id = m.page_id
-            where n.state = 'drafted' and n.held_reason like 'flood guard:%%'
-              and pg.work_id = any(%s)
-            group by pg.work_id
-            """,
-            (list(batch),),
-        )
-    }
-    big = [work for work, n in batch.items() if n >= guard.minimum and work not in flooded]
-    if not big:
-        return flooded
-    usual = dict(
-        conn.execute(
-            """
-            select pg.work_id, count(*)::float / %s
-            from notice_items i
-            join notices n on n.id = i.notice_id
-            join matches m on m.id = i.match_id
-            join pages pg on pg.id = m.page_id
-            where pg.work_id = any(%s) and n.created_at > now() - make_interval(days => %s)
-            group by pg.work_id
-            """,
-            (guard.window_days, big, guard.window_days),
-        ).fetchall()
-    )
-    for work in big:
-        daily = float(usual.get(work, 0.0))
-        if batch[work] > guard.factor * daily:
-            flooded[work] = (
-                f"flood guard: work {work} has {batch[work]} new approved matches against "
-                f"{daily:.1f} a day over {guard.window_days} days; an operator must release it"
-            )
-    return flooded
 
 
 def _recipient_for(conn: Connection[Any], site_id: int) -> int | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from store.config import load_settings
 from store.db import Database
@@ -221,6 +222,61 @@ def test_notices_are_committed_and_handed_on_a_chunk_at_a_time(
         assert conn.execute("select count(*) from notices where state = 'approved'").fetchone() == (
             5,
         )
+
+
+def test_one_registered_page_matching_a_burst_is_held(db: Database, tmp_path: Path) -> None:
+    s = build(db, tmp_path)
+    urls = [(f"http://pirate.test/read/{n}", f"http://img.pirate.test/{n}.jpg") for n in range(3)]
+    for page_url, image_url in urls[:2]:  # two copies of page 1: a generic panel, say
+        add_match(db, s, s.page_ids[0], page_url=page_url, image_url=image_url)
+    guard = FloodGuard(minimum=1000, page_minimum=2)
+    [held] = compose_notices(db, guard=guard).held
+    [(_, state, reason, _)] = notice_rows(db)
+    assert state == "drafted" and reason is not None
+    assert f"registered page {s.page_ids[0]} has 2 new approved matches" in reason
+    # One copy of another page is no burst (the work itself stays held until released).
+    with db.connection() as conn:
+        assert release(conn, held, user_id=None, actor="test")
+    add_match(db, s, s.page_ids[1], page_url=urls[2][0], image_url=urls[2][1])
+    assert compose_notices(db, guard=guard).held == []
+
+
+def finished_crawl(db: Database, site_id: int, stats: dict[str, object]) -> int:
+    """A finished crawl with the stats the crawler records (crawler/run.py)."""
+    with db.connection() as conn:
+        row = conn.execute(
+            "insert into crawls (site_id, state, started_at, finished_at, stats) "
+            "values (%s, 'finished', now(), now(), %s) returning id",
+            (site_id, Jsonb(stats)),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_site_whose_last_crawl_found_mostly_dead_urls_is_held(
+    db: Database, tmp_path: Path
+) -> None:
+    s = build(db, tmp_path)
+    two_matches(db, s)
+    finished_crawl(db, s.site_id, {"pages": 5, "images": 20, "errors": {"http_404": 1}})
+    crawl = finished_crawl(
+        db,
+        s.site_id,
+        {"pages": 2, "images": 3, "errors": {"http_404": 6, "dns": 1, "timeout": 4}},
+    )
+    [held] = compose_notices(db).held
+    [(_, state, reason, _)] = notice_rows(db)
+    assert state == "drafted" and reason is not None
+    # Timeouts say nothing about whether a URL exists; 404s and a failed lookup do.
+    assert f"7 of the 12 URLs of crawl {crawl} of site {s.site_id} were dead" in reason
+    with db.connection() as conn:
+        assert release(conn, held, user_id=None, actor="test")
+    # The next crawl finds the site alive again: new matches go out.
+    finished_crawl(db, s.site_id, {"pages": 4, "images": 9, "errors": {"http_404": 2}})
+    add_match(db, s, s.page_ids[0], page_url="http://pirate.test/new",
+              image_url="http://img.pirate.test/new.jpg")  # fmt: skip
+    report = compose_notices(db)
+    assert report.held == [] and len(report.notices) == 1
 
 
 def test_incomplete_notice_is_refused_and_says_why(db: Database, tmp_path: Path) -> None:
