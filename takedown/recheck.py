@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from psycopg import Connection
+from psycopg import Connection, errors
 from psycopg.types.json import Jsonb
 
 from crawler.netguard import AddressPolicy
@@ -55,6 +55,8 @@ __all__ = ["ItemCheck", "RecheckReport", "recheck_notice"]
 
 log = logging.getLogger(__name__)
 
+#: How long an operator's forced recheck waits for a round already in progress.
+FORCED_LOCK_WAIT_SECONDS = 60.0
 # Class id for pg_try_advisory_lock(int, int): "mrec" in ASCII.
 _LOCK_CLASS: Final = 0x6D726563
 _ITEM_STATE: Final[Mapping[str, str]] = {
@@ -119,20 +121,26 @@ def recheck_notice(
     actor: str = "worker",
     user_id: int | None = None,
     requested_by: str | None = None,
+    lock_wait: float | None = None,
 ) -> RecheckReport:
     """Recheck every item of ``notice_id`` not yet removed and record what was found.
 
     ``only_if_due``: do nothing unless a round is due (what a scheduled message asks; a
     duplicate message then finds the round done). An operator's "recheck now" passes False.
-    ``user_id`` and ``requested_by`` name who asked for it, in the round's events. Raises
-    LookupError for an unknown notice.
+    ``user_id`` and ``requested_by`` name who asked for it, in the round's events.
+    ``lock_wait``: seconds to wait for a round of this notice already in progress (default:
+    none for a scheduled round, ``FORCED_LOCK_WAIT_SECONDS`` for a forced one) before giving
+    up with ``skipped``. Raises LookupError for an unknown notice.
     """
     now = now or dt.datetime.now(dt.UTC)
     prober = prober or Prober()
     scorer = scorer or PageScorer(db)
     # One connection throughout: it holds the notice's session lock, and is idle (no
     # transaction open) while the site is fetched.
-    with db.connection() as conn, _exclusive(conn, notice_id) as mine:
+    # A forced round waits for one in progress (often a scheduled message finding nothing due,
+    # in milliseconds) instead of being dropped; a scheduled one just leaves it be.
+    wait = lock_wait if lock_wait is not None else 0.0 if only_if_due else FORCED_LOCK_WAIT_SECONDS
+    with db.connection() as conn, _exclusive(conn, notice_id, wait) as mine:
         if not mine:
             return RecheckReport(notice_id, now, skipped="being rechecked elsewhere")
         head = _head(conn, notice_id)
@@ -151,11 +159,21 @@ def recheck_notice(
 
 
 @contextmanager
-def _exclusive(conn: Connection[Any], notice_id: int) -> Iterator[bool]:
+def _exclusive(conn: Connection[Any], notice_id: int, wait: float = 0.0) -> Iterator[bool]:
     key = (_LOCK_CLASS, notice_id % 2_147_483_647)
-    row = conn.execute("select pg_try_advisory_lock(%s, %s)", key).fetchone()
+    if wait > 0:
+        try:
+            # lock_timeout for this transaction only: the connection goes back to a pool.
+            conn.execute("select set_config('lock_timeout', %s, true)", (f"{int(wait * 1000)}ms",))
+            conn.execute("select pg_advisory_lock(%s, %s)", key)
+            got = True
+        except errors.LockNotAvailable:
+            got = False
+            conn.rollback()
+    else:
+        row = conn.execute("select pg_try_advisory_lock(%s, %s)", key).fetchone()
+        got = bool(row and row[0])
     conn.commit()  # the lock belongs to the session, not to a transaction
-    got = bool(row and row[0])
     try:
         yield got
     except BaseException:

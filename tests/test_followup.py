@@ -19,10 +19,13 @@ import re
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
@@ -843,6 +846,28 @@ def test_recheck_now_from_the_admin_runs_at_once_and_names_the_operator(
     assert latest == ("cli", "night-shift")
 
 
+def test_a_forced_recheck_waits_for_the_round_in_progress(
+    db: Database, tmp_path: Path, site: FixtureServer
+) -> None:
+    s = pirate(db, tmp_path, site)
+    add_copy(db, s, s.page_ids[0], page_url=site.url + "/read/1",
+             image_url=site.url + "/img/1.png", data=page_copy(1))  # fmt: skip
+    [notice_id] = send_all(db, tmp_path)
+    results: list[Any] = []
+    with psycopg.connect(db.url) as other:  # a round in progress elsewhere
+        other.execute("select pg_advisory_lock(%s, %s)", (0x6D726563, notice_id))
+        other.commit()
+        waiter = threading.Thread(target=lambda: results.append(recheck_notice(db, notice_id)))
+        waiter.start()
+        time.sleep(0.5)
+        assert results == [] and site.requested() == []  # still waiting, nothing fetched
+        other.execute("select pg_advisory_unlock(%s, %s)", (0x6D726563, notice_id))
+        other.commit()
+        waiter.join(timeout=30)
+    [report] = results
+    assert report.skipped is None and report.state == "removed"
+
+
 def test_one_recheck_of_a_notice_at_a_time(
     db: Database, tmp_path: Path, site: FixtureServer
 ) -> None:
@@ -852,9 +877,13 @@ def test_one_recheck_of_a_notice_at_a_time(
     [notice_id] = send_all(db, tmp_path)
     with db.connection() as other:  # another worker holds the notice
         other.execute("select pg_advisory_lock(%s, %s)", (0x6D726563, notice_id))
-        busy = recheck_notice(db, notice_id)
+        other.commit()
+        scheduled = recheck_notice(db, notice_id, only_if_due=True)
+        forced = recheck_notice(db, notice_id, lock_wait=0.3)
         other.execute("select pg_advisory_unlock(%s, %s)", (0x6D726563, notice_id))
-    assert busy.skipped == "being rechecked elsewhere" and site.requested() == []
+    for busy in (scheduled, forced):
+        assert busy.skipped == "being rechecked elsewhere"
+    assert site.requested() == []
     assert recheck_notice(db, notice_id, only_if_due=True).skipped == "not due"  # sent just now
     assert recheck_notice(db, notice_id).state == "removed"
     assert recheck_notice(db, notice_id, only_if_due=True).skipped == "not open"
