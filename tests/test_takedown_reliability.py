@@ -306,6 +306,58 @@ def test_smtp_server_down_then_up_is_retried_with_backoff_and_delivered_once(
 RETRYING = re.compile(r"Retrying message '([0-9a-f-]+)' in (\d+) milliseconds")
 
 
+def test_a_batch_meeting_a_relay_that_is_down_defers_each_notice_to_its_own_retry(
+    db: Database, db_url: str, tmp_path: Path
+) -> None:
+    """``send_notices`` does not try every notice of a batch against a relay that is down:
+    the first transient error hands the rest to ``send_notice`` messages of their own, delayed,
+    which back off like any single send; a sweep once the relay is back sends each once."""
+    count = 3
+    scenario(db, tmp_path, count)
+    report = compose_notices(db)
+    sink = ControlledSink()
+    sink.start()
+    sink.stop()  # a port of our own, with nothing listening on it
+    env = worker_env(db_url, tmp_path / "data", smtp_url=sink.url)
+    with (
+        Enqueuer(db_url, None) as queue,
+        Worker(env, log_path=tmp_path / "worker.log", threads=1) as worker,
+    ):
+        queue.send("send_notices", report.notices)
+
+        def deferred() -> list[tuple[str, list[Any], bool]]:
+            with psycopg.connect(db_url) as conn:
+                return [
+                    (str(actor), list(args), bool(later))
+                    for actor, args, later in conn.execute(
+                        # Dramatiq keeps a delayed message on the queue's delay queue, with the
+                        # moment it is due (eta, in ms).
+                        "select message->>'actor_name', message->'args',"
+                        " (message->'options'->>'eta')::bigint > extract(epoch from now()) * 1000"
+                        " from dramatiq.queue where queue_name like 'notices%'"
+                        " and message->>'actor_name' = 'send_notice' order by position"
+                    )
+                ]
+
+        wait_until(lambda: len(deferred()) == count, timeout=60, message=worker.log_tail)
+        assert deferred() == [("send_notice", [n], True) for n in report.notices]
+        # One attempt reached the relay's port; the others were not tried against it.
+        assert list(deferrals(db_url, report.notices).values()) == [1, 0, 0]
+        assert "3 notice(s) retried on their own" in worker.log_tail()
+        try:
+            sink.start()
+            queue.send("sweep", kwargs={"older_than_seconds": 0})
+            wait_until(
+                lambda: set(notice_states(db_url).values()) == {"sent"},
+                timeout=60,
+                message=worker.log_tail,
+            )
+        finally:
+            sink.stop()
+    assert sorted(len(c) for c in sink.by_notice().values()) == [1] * count
+    assert set(sent_events(db_url).values()) == {1}
+
+
 def deferrals(database_url: str, notice_ids: list[int]) -> dict[int, int]:
     return {n: len(t) for n, t in deferral_times(database_url, notice_ids).items()}
 
