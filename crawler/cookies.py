@@ -13,13 +13,14 @@ the jar as the site scoped it. A cookie of the same name the site set itself win
 configured one, as it would in a browser; one the site deleted is put back for the next request,
 since the policy says it goes with every request. The renderer (:mod:`crawler.render`) sets the
 same cookies on the browser's context for the page's origin, and a recheck
-(``takedown.probe``) sends them to the host it asks.
+(``takedown.probe``) puts them in its own jar with :func:`add_cookies` for the host it asks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from http.cookiejar import Cookie
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from scrapy.downloadermiddlewares.cookies import CookiesMiddleware
@@ -29,9 +30,8 @@ from crawler.config import CrawlConfig
 if TYPE_CHECKING:
     from scrapy import Request, Spider
     from scrapy.http import Response
-    from scrapy.http.cookies import CookieJar
 
-__all__ = ["SiteCookiesMiddleware", "put_site_cookies"]
+__all__ = ["Jar", "SiteCookiesMiddleware", "add_cookies", "put_site_cookies"]
 
 
 def _jar_host(host: str) -> str:
@@ -63,12 +63,19 @@ def _host_cookie(host: str, name: str, value: str) -> Cookie:
     )
 
 
-def put_site_cookies(jar: CookieJar, url: str, config: CrawlConfig) -> None:
-    """Put ``config``'s cookies in ``jar`` for the host of ``url`` if it is the site's, except
-    those the jar already holds for it under the same name (the site set them itself)."""
+class Jar(Protocol):
+    """A cookie jar: http.cookiejar's, or Scrapy's wrapper of one."""
+
+    def __iter__(self) -> Iterator[Cookie]: ...
+    def set_cookie(self, cookie: Cookie) -> None: ...
+
+
+def add_cookies(jar: Jar, url: str, cookies: Mapping[str, str]) -> None:
+    """Put ``cookies`` in ``jar`` as host-only session cookies of ``url``'s host, except those
+    the jar already sends there under the same name (the site set them itself, and wins)."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    if not config.cookies or not host or not config.is_site_host(host):
+    if not cookies or not host:
         return
     here, path = "." + _jar_host(host), parts.path or "/"
     # What the jar sends to this URL (it sends a cookie of a domain to its subdomains too).
@@ -78,9 +85,16 @@ def put_site_cookies(jar: CookieJar, url: str, config: CrawlConfig) -> None:
         if here.endswith(c.domain if c.domain.startswith(".") else "." + c.domain)
         and path.startswith(c.path or "/")
     }
-    for name, value in config.cookies.items():
+    for name, value in cookies.items():
         if name not in held:
             jar.set_cookie(_host_cookie(host, name, value))
+
+
+def put_site_cookies(jar: Jar, url: str, config: CrawlConfig) -> None:
+    """Put ``config``'s cookies in ``jar`` for the host of ``url`` if it is the site's
+    (:func:`add_cookies`)."""
+    if config.is_site_host(urlsplit(url).hostname or ""):
+        add_cookies(jar, url, config.cookies)
 
 
 class SiteCookiesMiddleware(CookiesMiddleware):

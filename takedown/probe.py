@@ -31,14 +31,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.cookiejar import Cookie, CookieJar
+from http.cookiejar import CookieJar
 from types import MappingProxyType
 from typing import Any, Final, Literal, Protocol
-from urllib.parse import urlsplit
 
 from psycopg import Connection
 
 from crawler.config import ACCEPT_LANGUAGE, default_user_agent
+from crawler.cookies import add_cookies
 from crawler.discovery import discover
 from crawler.netguard import AddressPolicy
 from matcher import robust
@@ -228,14 +228,9 @@ class Prober:
         headers.update({_header_name(k): v for k, v in site.headers.items()})
         if referer is not None:
             headers["Referer"] = referer
-        host = urlsplit(url).hostname
-        if host:
-            known = {(c.domain, c.name) for c in self._jar}
-            for name, value in site.cookies.items():
-                # The site's configured cookies go to the host asked, as the renderer sets them
-                # for the page's origin; a cookie the site itself set since wins.
-                if (host, name) not in known:
-                    self._jar.set_cookie(_host_cookie(host, name, value))
+        # The site's configured cookies go to the host asked, as the renderer sets them for the
+        # page's origin; a cookie the site itself set since wins.
+        add_cookies(self._jar, url, site.cookies)
         return headers
 
     def _fetch_one(
@@ -272,28 +267,6 @@ class Prober:
 
 def _header_name(name: str) -> str:
     return "-".join(part.capitalize() for part in name.strip().split("-"))
-
-
-def _host_cookie(host: str, name: str, value: str) -> Cookie:
-    """A host-only session cookie for every path of ``host``."""
-    return Cookie(
-        version=0,
-        name=name,
-        value=value,
-        port=None,
-        port_specified=False,
-        domain=host.lower(),
-        domain_specified=False,
-        domain_initial_dot=False,
-        path="/",
-        path_specified=True,
-        secure=False,
-        expires=None,
-        discard=True,
-        comment=None,
-        comment_url=None,
-        rest={},
-    )
 
 
 def _is_html(got: Fetched) -> bool:
