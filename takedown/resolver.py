@@ -28,7 +28,7 @@ import dns.resolver
 from crawler.netguard import AddressPolicy, check_resolved, parse_ip_host, resolve_and_check
 from store.config import Settings
 
-__all__ = ["DEFAULT_DNS_TIMEOUT", "DnsError", "Resolver", "system_resolver"]
+__all__ = ["DEFAULT_DNS_TIMEOUT", "DnsError", "Resolver"]
 
 #: Seconds one name may take across all configured servers, A and AAAA together.
 DEFAULT_DNS_TIMEOUT: Final = 5.0
@@ -113,10 +113,6 @@ class Resolver:
 
     def _timeout(self, host: str) -> DnsError:
         return DnsError(host, "timeout", f"no answer within {self.timeout:g}s ({self.describe()})")
-
-
-def system_resolver() -> Resolver:
-    return Resolver()
 
 
 def _absolute_name(host: str) -> dns.name.Name:

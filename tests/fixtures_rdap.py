@@ -19,6 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
+from takedown import rdap
+
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
@@ -215,3 +219,13 @@ def guard_loopback(monkeypatch: Any) -> None:
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "sendto", sendto)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture(autouse=True)
+def rdap_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Autouse in every module that imports it: nothing beyond loopback (``guard_loopback``),
+    and an RDAP bootstrap cache that no other test filled or sees filled."""
+    guard_loopback(monkeypatch)
+    rdap.clear_bootstrap_cache()
+    yield
+    rdap.clear_bootstrap_cache()

@@ -15,7 +15,6 @@ from pydantic import ValidationError
 
 from crawler.netguard import AddressPolicy, BlockedAddress
 from store.config import load_settings
-from takedown import rdap
 from takedown.rdap import FetchError, RdapClient
 from takedown.recipients import discover_report, fetch_security_txt
 from takedown.resolver import DnsError, Resolver
@@ -25,26 +24,14 @@ from tests.fixtures_rdap import (
     bootstrap,
     domain_answer,
     entity,
-    guard_loopback,
     ip_answer,
+    rdap_sandbox,  # noqa: F401 (autouse: loopback only, a fresh RDAP bootstrap cache)
     serving,
     vcard,
 )
 from tests.test_recipients import NOW, SECURITY_TXT
 
 LAB = AddressPolicy(allow_private=True)
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    guard_loopback(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_bootstrap() -> Iterator[None]:
-    rdap.clear_bootstrap_cache()
-    yield
-    rdap.clear_bootstrap_cache()
 
 
 @pytest.fixture

@@ -63,8 +63,8 @@ from tests.fixtures_rdap import (
     FixtureServer,
     bootstrap,
     entity,
-    guard_loopback,
     ip_answer,
+    rdap_sandbox,  # noqa: F401 (autouse: loopback only, a fresh RDAP bootstrap cache)
     serving,
     vcard,
 )
@@ -77,18 +77,6 @@ DAY = dt.timedelta(days=1)
 
 
 # -- guards and fixtures
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    guard_loopback(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_bootstrap() -> Iterator[None]:
-    rdap.clear_bootstrap_cache()
-    yield
-    rdap.clear_bootstrap_cache()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from admin.web import resources
 from crawler.sites import SiteError, get_site, update_site
 from store.config import get_settings, load_settings
 from store.db import Database
-from takedown import rdap
 from takedown.cdn import Cdn
 from takedown.contacts import discover_missing_recipients
 from takedown.escalate import DiscoveryOptions, escalate_notice, follow_up_origin, ladder_for
@@ -36,8 +35,8 @@ from tests.fixtures_rdap import (
     bootstrap,
     domain_answer,
     entity,
-    guard_loopback,
     ip_answer,
+    rdap_sandbox,  # noqa: F401 (autouse: loopback only, a fresh RDAP bootstrap cache)
     serving,
     vcard,
 )
@@ -65,18 +64,6 @@ TEST_CDN = Cdn(
     networks=(ipaddress.ip_network(f"{CDN_ADDRESS}/32"),),
     as_of="2026-11-26",
 )
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    guard_loopback(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_bootstrap() -> Iterator[None]:
-    rdap.clear_bootstrap_cache()
-    yield
-    rdap.clear_bootstrap_cache()
 
 
 @pytest.fixture

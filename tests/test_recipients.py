@@ -16,7 +16,6 @@ import pytest
 
 from crawler.netguard import AddressPolicy
 from store.db import Database
-from takedown import rdap
 from takedown.cdn import cdn_for, load_cdns
 from takedown.rdap import FetchError, RdapClient, RdapError, RdapNotFound, fetch, parse_vcard
 from takedown.recipients import (
@@ -36,8 +35,8 @@ from tests.fixtures_rdap import (
     bootstrap,
     domain_answer,
     entity,
-    guard_loopback,
     ip_answer,
+    rdap_sandbox,  # noqa: F401 (autouse: loopback only, a fresh RDAP bootstrap cache)
     serving,
     vcard,
 )
@@ -55,18 +54,6 @@ Preferred-Languages: en, ja
 
 
 # -- guards and fixtures
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    guard_loopback(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_bootstrap() -> Iterator[None]:
-    rdap.clear_bootstrap_cache()
-    yield
-    rdap.clear_bootstrap_cache()
 
 
 @pytest.fixture
