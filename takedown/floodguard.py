@@ -57,6 +57,8 @@ def held_reasons(
     conn: Connection[Any], candidates: Sequence[Flooded], guard: FloodGuard
 ) -> dict[int, str]:
     """match id -> why its notice is held, for the candidates the guard holds."""
+    if not candidates:
+        return {}  # composition runs every few minutes, mostly with nothing new
     by_work = _sudden(
         conn, Counter(c.work_id for c in candidates), guard, guard.minimum, "pg.work_id", "work"
     )
