@@ -153,6 +153,17 @@ def pirate(db: Database, tmp_path: Path, server: FixtureServer) -> Scenario:
     return s
 
 
+def noticed_copy(db: Database, s: Scenario, tmp_path: Path, site: FixtureServer) -> int:
+    """A copy of page 1 served at ``/img/1.png`` on ``/read/1``, sighted and noticed (sent
+    just now); the notice's id."""
+    copy = page_copy(1)
+    site.route("/img/1.png", body=copy, content_type="image/png")
+    add_copy(db, s, s.page_ids[0], page_url=site.url + "/read/1",
+             image_url=site.url + "/img/1.png", data=copy)  # fmt: skip
+    [notice_id] = send_all(db, tmp_path)
+    return notice_id
+
+
 def send_all(db: Database, tmp_path: Path) -> list[int]:
     """Compose and send (to an outbox folder) every approved match; the notices' ids."""
     ids = compose_notices(db).notices
@@ -248,11 +259,7 @@ def test_schedules_are_validated() -> None:
 
 def test_image_still_served_is_still_up(db: Database, tmp_path: Path, site: FixtureServer) -> None:
     s = pirate(db, tmp_path, site)
-    copy = page_copy(1)
-    site.route("/img/1.png", body=copy, content_type="image/png")
-    add_copy(db, s, s.page_ids[0], page_url=site.url + "/read/1",
-             image_url=site.url + "/img/1.png", data=copy)  # fmt: skip
-    [notice_id] = send_all(db, tmp_path)
+    notice_id = noticed_copy(db, s, tmp_path, site)
     report = recheck_notice(db, notice_id)
     assert report.counts == {"gone": 0, "still_up": 1, "changed": 0, "error": 0}
     assert (report.state, report.escalation_due) == ("sent", False)
@@ -539,11 +546,7 @@ def test_escalation_discovers_the_host_over_loopback_rdap(
     s = pirate(db, tmp_path, site)
     with db.connection() as conn:  # the notice went to the site's operator
         conn.execute("update recipients set scope = 'site_operator'")
-    copy = page_copy(1)
-    site.route("/img/1.png", body=copy, content_type="image/png")
-    add_copy(db, s, s.page_ids[0], page_url=site.url + "/read/1",
-             image_url=site.url + "/img/1.png", data=copy)  # fmt: skip
-    [notice_id] = send_all(db, tmp_path)
+    notice_id = noticed_copy(db, s, tmp_path, site)
     sent_ago(db, notice_id, 8 * DAY)
     assert recheck_notice(db, notice_id).escalation_due
     with socket.socket() as sock:  # an RDAP service that is down
@@ -581,11 +584,7 @@ def test_exhausted_ladder_goes_to_the_delisting_export(
     import admin.cli_followup  # noqa: F401  (attaches the commands; admin/cli.py will import it)
 
     s = pirate(db, tmp_path, site)
-    copy = page_copy(1)
-    site.route("/img/1.png", body=copy, content_type="image/png")
-    add_copy(db, s, s.page_ids[0], page_url=site.url + "/read/1",
-             image_url=site.url + "/img/1.png", data=copy)  # fmt: skip
-    [notice_id] = send_all(db, tmp_path)
+    notice_id = noticed_copy(db, s, tmp_path, site)
     sent_ago(db, notice_id, 8 * DAY)
     assert recheck_notice(db, notice_id).escalation_due
     result = escalate_notice(db, notice_id, discovery=None)  # nobody beyond the host is known
@@ -770,11 +769,7 @@ def test_recheck_now_from_the_admin_runs_at_once_and_names_the_operator(
     from takedown import actors_followup
 
     s = pirate(db, tmp_path, site)
-    copy = page_copy(1)
-    site.route("/img/1.png", body=copy, content_type="image/png")
-    add_copy(db, s, s.page_ids[0], page_url=site.url + "/read/1",
-             image_url=site.url + "/img/1.png", data=copy)  # fmt: skip
-    [notice_id] = send_all(db, tmp_path)  # just now: the first round is 24 h away
+    notice_id = noticed_copy(db, s, tmp_path, site)  # just now: the first round is 24 h away
     operator = create_user(db, email="op@rights.test", role="operator", password=PASSWORD)
     assign_operator(db, operator.email, "Sample Comics")
     # What the scheduler would send for it: rechecks only a round that is due.

@@ -41,7 +41,7 @@ from tests.fixtures_rdap import (
     vcard,
 )
 from tests.takedown_data import build
-from tests.test_followup import add_copy, page_copy, send_all, sent_ago
+from tests.test_followup import noticed_copy, sent_ago
 from tests.web_fixtures import (  # noqa: F401 (fixtures)
     Queue,
     World,
@@ -123,11 +123,7 @@ def cdn_fronted(db: Database, tmp_path: Path, site: FixtureServer) -> int:
             " ('Registrar Abuse', 'abuse@registrar.test', 'registrar', %s, 'configured')",
             (s.site_id,),
         )
-    copy = page_copy(1)
-    site.route("/img/1.png", body=copy, content_type="image/png")
-    add_copy(db, s, s.page_ids[0], page_url=site.url + "/read/1",
-             image_url=site.url + "/img/1.png", data=copy)  # fmt: skip
-    [notice_id] = send_all(db, tmp_path)
+    notice_id = noticed_copy(db, s, tmp_path, site)
     sent_ago(db, notice_id, 8 * DAY)
     assert recheck_notice(db, notice_id).escalation_due
     return notice_id
